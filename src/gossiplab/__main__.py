@@ -1,0 +1,3 @@
+from gossiplab.cli import main
+
+raise SystemExit(main())

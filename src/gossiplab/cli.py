@@ -1,0 +1,51 @@
+"""The ``gossiplab`` command. Each subcommand lives in ``gossiplab.commands.<name>`` and registers
+itself; bad input of any kind ends in one line on stderr and exit status 2 (``--debug`` shows the
+traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from gossiplab import __version__
+from gossiplab.errors import UserError
+
+# Subcommand modules, in the order `gossiplab --help` lists them. Adding a command is one module
+# with ``register(subparsers)`` and one line here.
+COMMAND_MODULES = [
+    "gossiplab.commands.run",
+    "gossiplab.commands.topology",
+    "gossiplab.commands.config",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gossiplab",
+        description="Decentralized SGD with multiple gossip steps: simulate, measure, compare.",
+    )
+    parser.add_argument("--version", action="version", version=f"gossiplab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"gossiplab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gossiplab: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,87 @@
+"""`gossiplab run`: one experiment, DSGD-MGS beside its centralized baseline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from gossiplab.commands.common import add_config_options, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="train DSGD-MGS (and the centralized baseline) once")
+    add_config_options(p)
+    p.add_argument("--out", "-o", metavar="DIR",
+                   help="output folder for config.json, metrics.jsonl, summary.json "
+                        "(default: runs/<timestamp>)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or table")
+    p.set_defaults(func=run)
+
+
+def _label(cfg, name: str) -> str:
+    if name == "centralized":
+        return "centralized"
+    t = cfg.topology
+    return f"{name} ({t.name}, m={t.nodes}, Q={cfg.algorithm.gossip_steps})"
+
+
+def summary_table(cfg, summary: dict) -> Table:
+    runs = summary["runs"]
+    table = Table(title="final metrics (averaged model)", title_justify="left")
+    table.add_column("metric")
+    for name in runs:
+        table.add_column(_label(cfg, name), justify="right")
+    rows = [
+        ("test accuracy", lambda f: f["avg_model"]["test_acc"], "{:.4f}"),
+        ("train accuracy", lambda f: f["avg_model"]["train_acc"], "{:.4f}"),
+        ("test loss", lambda f: f["avg_model"]["test_loss"], "{:.4f}"),
+        ("train loss", lambda f: f["avg_model"]["train_loss"], "{:.4f}"),
+        ("gen. gap (loss)", lambda f: f["gen_gap_loss"], "{:+.4f}"),
+        ("gen. gap (0-1 error)", lambda f: f["gen_gap_acc"], "{:+.4f}"),
+        ("node test acc (min..max)",
+         lambda f: (f["nodes"]["test_acc"]["min"], f["nodes"]["test_acc"]["max"]), None),
+        ("consensus distance", lambda f: f["consensus_distance"], "{:.3g}"),
+    ]
+    for label, get, fmt in rows:
+        cells = []
+        for r in runs.values():
+            f = r["final"]
+            if f is None:
+                cells.append("-")
+                continue
+            v = get(f)
+            cells.append(f"{v[0]:.3f}..{v[1]:.3f}" if fmt is None else fmt.format(v))
+        table.add_row(label, *cells)
+    table.add_row("status", *[r["status"] + (f" @{r['diverged_at']}" if r["diverged_at"] is not None
+                                             else "") for r in runs.values()])
+    table.add_row("wall time (s)", *[f"{r['wall_seconds']:.1f}" for r in runs.values()])
+    return table
+
+
+def run(args) -> int:
+    from gossiplab.experiments.progress import ProgressHook, make_progress
+    from gossiplab.experiments.runner import check_output_dir, run_experiment
+
+    cfg = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    check_output_dir(out, args.overwrite)
+    console = Console(stderr=True, quiet=args.quiet)
+    progress = make_progress(console)
+    with progress:
+        summary = run_experiment(
+            cfg, out, overwrite=args.overwrite,
+            hooks=lambda name: [] if args.quiet else [ProgressHook(progress, _label(cfg, name))],
+        )
+    if not args.quiet:
+        out_console = Console()
+        out_console.print(summary_table(cfg, summary))
+        out_console.print(f"total wall time {summary['wall_seconds']:.1f} s; results in {out}/")
+    for name, r in summary["runs"].items():
+        if r["status"] != "ok":
+            Console(stderr=True).print(
+                f"[yellow]warning:[/] {name} diverged at iteration {r['diverged_at']}")
+    return 0

@@ -1,0 +1,300 @@
+"""Typed experiment configuration: a tree of sections, each field with a default and a description.
+
+Loaded from TOML, then ``--set section.field=value`` overrides, then validated. Every problem is
+reported as one :class:`ConfigError` naming the key (with a did-you-mean for unknown keys).
+The resolved config (seeds included) is written next to every result.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gossiplab.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """What data, where it lives, and how it is split over the nodes."""
+
+    dataset: str = Field("digits", description="digits | fashion_mnist | cifar10 | cifar100 | synthetic")
+    root: str = Field("data", description="Folder searched for dataset files (archives, IDX files).")
+    download: bool = Field(True, description="Try to download missing CIFAR archives.")
+    verify: bool = Field(True, description="Check dataset files against their published checksums.")
+    partition: str = Field("dirichlet", description="iid | dirichlet | shards")
+    alpha: float = Field(0.3, gt=0, description="Dirichlet concentration; smaller = more label skew.")
+    shards_per_node: int = Field(2, ge=1, description="Shards (about classes) per node, for 'shards'.")
+    samples_per_node: int | None = Field(
+        None, ge=1, description="n: exact samples per node; unset = use all training data."
+    )
+    augment: bool | None = Field(
+        None, description="Pad-4 crop + flip per batch; unset = the dataset's default (CIFAR on)."
+    )
+    sampling: Literal["uniform", "shuffle"] = Field(
+        "uniform",
+        description="Mini-batches: 'uniform' draws with replacement (as the theory assumes); "
+        "'shuffle' walks a per-node permutation each epoch.",
+    )
+    synthetic_train: int = Field(2000, ge=1, description="Synthetic data: training samples.")
+    synthetic_test: int = Field(1000, ge=1, description="Synthetic data: test samples.")
+    synthetic_classes: int = Field(10, ge=2, description="Synthetic data: classes.")
+    synthetic_shape: list[int] = Field([1, 8, 8], description="Synthetic data: [C, H, W].")
+    synthetic_noise: float = Field(1.0, ge=0, description="Synthetic data: within-class noise.")
+
+
+class TopologyConfig(Section):
+    """The communication graph and its mixing matrix W."""
+
+    name: str = Field(
+        "ring",
+        description="ring | torus | grid | exponential | hypercube | complete | star | "
+        "erdos_renyi | exp_onepeer (time-varying) | file",
+    )
+    nodes: int = Field(16, ge=1, description="m: number of nodes.")
+    mixing: str = Field("metropolis", description="metropolis | max_degree")
+    laziness: float = Field(0.0, ge=0, lt=1, description="W <- (1-a) W + a I.")
+    shape: list[int] | None = Field(None, description="[rows, cols] for torus/grid.")
+    er_p: float = Field(0.3, gt=0, le=1, description="Edge probability for erdos_renyi.")
+    seed: int = Field(0, description="Seed for random graphs (erdos_renyi).")
+    edge_file: str | None = Field(None, description="Edge list ('u v' per line) for 'file'.")
+    matrix_file: str | None = Field(None, description="Mixing matrix (.npy or text) for 'file'.")
+
+
+class ModelConfig(Section):
+    """The model every node trains."""
+
+    name: str = Field("mlp", description="logreg | mlp | cnn | resnet18")
+    hidden: list[int] = Field([64], description="MLP hidden layer widths.")
+    width: int = Field(32, ge=1, description="CNN base channels (ResNet-18: use 64).")
+    gn_groups: int = Field(2, ge=1, description="GroupNorm groups in ResNet-18.")
+
+
+class OptimConfig(Section):
+    """Local SGD step of every node."""
+
+    lr: float = Field(0.1, gt=0, description="Learning rate; for 'inverse_t' this is c in c/(t+1).")
+    schedule: Literal["constant", "inverse_t", "cosine", "step"] = Field(
+        "constant", description="constant | inverse_t (c/(t+1+t0)) | cosine | step"
+    )
+    t0: int = Field(0, ge=0, description="Offset for inverse_t: lr_t = c / (t + 1 + t0).")
+    step_every: int = Field(1000, ge=1, description="Step schedule: decay every this many iterations.")
+    gamma: float = Field(0.1, gt=0, le=1, description="Step schedule: decay factor.")
+    momentum: float = Field(0.0, ge=0, lt=1, description="Heavy-ball momentum (per node).")
+    nesterov: bool = Field(False, description="Nesterov momentum.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient.")
+    batch_size: int = Field(16, ge=1, description="b: mini-batch size per node per iteration.")
+
+
+class AlgorithmConfig(Section):
+    """What the nodes do each iteration."""
+
+    name: str = Field("dsgd_mgs", description="dsgd_mgs | centralized")
+    gossip_steps: int = Field(1, ge=0, description="Q: gossip rounds per iteration (0 = local SGD).")
+    gossip: str = Field("plain", description="Gossip scheme: plain (Q multiplications by W).")
+    compare_centralized: bool = Field(
+        True, description="Also train centralized mini-batch SGD on the same data and batches."
+    )
+
+
+class TrainConfig(Section):
+    """Length of training."""
+
+    iterations: int = Field(1500, ge=1, description="T: iterations (each = local step + Q gossip).")
+
+
+class EvalConfig(Section):
+    """When and how models are evaluated."""
+
+    every: int = Field(150, ge=1, description="Evaluate every this many iterations (and at the end).")
+    batch_size: int = Field(2048, ge=1, description="Evaluation batch size.")
+    node_samples: int = Field(
+        1000, ge=1, description="Per-node models are scored on this fixed subsample of train/test."
+    )
+    max_nodes: int = Field(16, ge=1, description="Score at most this many nodes (evenly spaced).")
+
+
+class SeedsConfig(Section):
+    """Independent seeds: changing one leaves the others' randomness untouched."""
+
+    data: int = Field(0, description="Partition of the data over nodes.")
+    init: int = Field(0, description="Model initialisation (shared by all nodes).")
+    sampling: int = Field(0, description="Mini-batch indices and augmentation.")
+
+
+class EngineConfig(Section):
+    """Where and how the computation runs."""
+
+    name: Literal["simulator"] = Field("simulator", description="simulator")
+    backend: Literal["auto", "loop", "vmap"] = Field(
+        "auto", description="Per-node forward/backward: loop (CPU), vmap (GPU); auto picks."
+    )
+    device: str = Field("cpu", description="cpu | cuda | cuda:N | auto")
+    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default.")
+
+
+class Config(Section):
+    """A complete experiment."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    topology: TopologyConfig = Field(default_factory=TopologyConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @field_validator("data")
+    @classmethod
+    def _shape(cls, v: DataConfig) -> DataConfig:
+        if len(v.synthetic_shape) not in (1, 3) or min(v.synthetic_shape) < 1:
+            raise ValueError("synthetic_shape must be [C, H, W] (or [D]) with positive entries")
+        return v
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def config_hash(self) -> str:
+        """Stable id of the resolved config (same config -> same id; any change -> new id)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
+    return dict(model.model_fields)
+
+
+def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str = "") -> None:
+    """Reject unknown keys with a did-you-mean, before type validation."""
+    fields = _section_fields(model)
+    for key, value in raw.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            candidates = [f"{prefix}{k}" for k in fields]
+            if not prefix:  # also suggest section.field for a bare field name
+                for sec, f in fields.items():
+                    ann = f.annotation
+                    if isinstance(ann, type) and issubclass(ann, BaseModel):
+                        candidates += [f"{sec}.{k}" for k in ann.model_fields]
+            close = difflib.get_close_matches(full, candidates, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{full}'{hint}")
+        ann = fields[key].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{full}' must be a section (a TOML table)")
+            check_keys(value, ann, prefix=f"{full}.")
+
+
+def _format_validation(e: ValidationError) -> str:
+    msgs = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        got = err.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        msgs.append(f"config {loc}: {err['msg']}{got_s}")
+    return "; ".join(msgs)
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    check_keys(raw)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e)) from None
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: TOML syntax (numbers, booleans, [lists], "strings"), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got '{assignment}'")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set: malformed key '{key}'")
+    node = raw
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set: '{p}' in '{key}' is not a section")
+        node = nxt
+    node[parts[-1]] = parse_value(value.strip())
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    raw: dict[str, Any] = read_toml(path) if path else {}
+    for a in overrides or []:
+        apply_override(raw, a)
+    return from_dict(raw)
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base``."""
+    out = json.loads(json.dumps(base))
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def reference_markdown() -> str:
+    """Config reference (every key, type, default, meaning) generated from the models."""
+    lines = []
+    for sec, f in Config.model_fields.items():
+        model = f.annotation
+        lines.append(f"### `[{sec}]`\n\n{(model.__doc__ or '').strip()}\n")
+        lines.append("| key | default | meaning |\n|---|---|---|")
+        for name, fld in model.model_fields.items():
+            default = fld.get_default(call_default_factory=True)
+            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {fld.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_toml(cfg: Config) -> str:
+    """Render a config as TOML (for `gossiplab config show`)."""
+    out = []
+    for sec, values in cfg.to_dict().items():
+        out.append(f"[{sec}]")
+        for k, v in values.items():
+            if v is None:
+                out.append(f"# {k} = (unset)")
+            else:
+                out.append(f"{k} = {json.dumps(v)}")
+        out.append("")
+    return "\n".join(out)

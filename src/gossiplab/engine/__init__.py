@@ -1,0 +1,1 @@
+"""Training engines: the node stack (all models as one matrix), the simulator, the mixers."""

@@ -1,0 +1,1 @@
+"""Experiments: setup from config, single runs; sweeps, the results store."""

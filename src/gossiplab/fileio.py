@@ -1,0 +1,103 @@
+"""Atomic file writes: a crash mid-write leaves the previous file intact, never a half-written one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from gossiplab.errors import UserError
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write ``path`` via a temporary file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _unlink_quietly(p: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(p)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def to_json_line(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default) + "\n"
+
+
+class JsonlWriter:
+    """Append-only JSON-lines log, flushed and fsynced per record so a kill loses at most one line."""
+
+    def __init__(self, path: str | Path, append: bool = False):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {e.strerror or e}") from e
+
+    def write(self, record: dict[str, Any]) -> None:
+        try:
+            self._f.write(to_json_line(record))
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as e:
+            raise UserError(f"cannot write {self.path}: {e.strerror or e}") from e
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

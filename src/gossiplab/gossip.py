@@ -1,0 +1,62 @@
+"""Gossip schemes: what Q rounds of neighbour-only communication compute.
+
+A scheme sees the communication only through ``mix(x, r)``, one round of exchange with the
+graph's neighbours weighted by W_r (a matrix product in the simulator, point-to-point messages in
+the distributed engine), so every scheme runs unchanged on both engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from gossiplab.errors import ConfigError
+from gossiplab.topology import Topology
+
+Mix = Callable[[torch.Tensor, int], torch.Tensor]
+"""One gossip round: ``mix(x, r)`` returns W_r x for the rows of ``x`` (one row per node)."""
+
+
+class GossipScheme:
+    """Base class: ``apply`` runs ``steps`` rounds starting at global round ``round0``."""
+
+    name = "base"
+
+    def __init__(self, topology: Topology, steps: int):
+        if steps < 0:
+            raise ConfigError(f"algorithm.gossip_steps must be >= 0, got {steps}")
+        self.topology = topology
+        self.steps = steps
+
+    def apply(self, x: torch.Tensor, mix: Mix, round0: int = 0) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rounds(self) -> int:
+        """Communication rounds used per iteration."""
+        return self.steps
+
+
+class PlainGossip(GossipScheme):
+    """Q multiplications by W: x <- W x. Disagreement shrinks like lambda^Q."""
+
+    name = "plain"
+
+    def apply(self, x: torch.Tensor, mix: Mix, round0: int = 0) -> torch.Tensor:
+        for q in range(self.steps):
+            x = mix(x, round0 + q)
+        return x
+
+
+SCHEMES: dict[str, type[GossipScheme]] = {"plain": PlainGossip}
+"""Gossip schemes by name. Adding one is one subclass registered here."""
+
+
+def build_gossip(name: str, topology: Topology, steps: int) -> GossipScheme:
+    try:
+        cls = SCHEMES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown gossip scheme '{name}'; choose one of: {', '.join(sorted(SCHEMES))}"
+        ) from None
+    return cls(topology, steps)

@@ -1,0 +1,101 @@
+"""Evaluation: the averaged model and the per-node models on train (union of the nodes' data) and
+test, generalization gaps, and consensus distance, batched so that evaluation stays cheap."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gossiplab.config import EvalConfig
+from gossiplab.data.datasets import Dataset
+
+EVAL_SUBSAMPLE_SEED = 7  # fixed: the per-node evaluation subsample never changes between runs
+
+
+@torch.no_grad()
+def score(module: nn.Module, ds: Dataset, x: torch.Tensor, y: torch.Tensor,
+          batch_size: int = 2048) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``module`` on stored inputs ``x`` with labels ``y``."""
+    total_loss, correct, n = 0.0, 0, len(y)
+    for i in range(0, n, batch_size):
+        out = module(ds.normalise(x[i:i + batch_size]))
+        yb = y[i:i + batch_size]
+        total_loss += float(F.cross_entropy(out, yb, reduction="sum"))
+        correct += int((out.argmax(1) == yb).sum())
+    return total_loss / max(n, 1), correct / max(n, 1)
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
+
+
+def gaps(avg: dict[str, float]) -> dict[str, float]:
+    """Generalization gap, oriented so that larger = worse generalization: test minus train in
+    cross-entropy, and test minus train in 0-1 error (= train_acc - test_acc)."""
+    return {
+        "gen_gap_loss": avg["test_loss"] - avg["train_loss"],
+        "gen_gap_acc": avg["train_acc"] - avg["test_acc"],
+    }
+
+
+class Evaluator:
+    """Scores a simulator's models. The averaged model sees all of S (the union of the nodes'
+    training data) and the whole test set; per-node models see a fixed subsample of each, and at
+    most ``max_nodes`` evenly spaced nodes are scored."""
+
+    def __init__(self, dataset: Dataset, train_indices: np.ndarray, cfg: EvalConfig):
+        self.ds = dataset
+        self.cfg = cfg
+        dev = dataset.x_train.device
+        tr = torch.as_tensor(np.sort(train_indices), device=dev)
+        self.x_train, self.y_train = dataset.x_train[tr], dataset.y_train[tr]
+        rng = np.random.default_rng(EVAL_SUBSAMPLE_SEED)
+        ntr = min(cfg.node_samples, len(tr))
+        nte = min(cfg.node_samples, len(dataset.y_test))
+        sub_tr = torch.as_tensor(np.sort(rng.choice(len(tr), ntr, replace=False)), device=dev)
+        sub_te = torch.as_tensor(np.sort(rng.choice(len(dataset.y_test), nte, replace=False)),
+                                 device=dev)
+        self.node_x_train, self.node_y_train = self.x_train[sub_tr], self.y_train[sub_tr]
+        self.node_x_test, self.node_y_test = dataset.x_test[sub_te], dataset.y_test[sub_te]
+        self._avg_row: torch.Tensor | None = None
+        self._avg_module: nn.Module | None = None
+
+    def node_ids(self, models: int) -> list[int]:
+        if models <= self.cfg.max_nodes:
+            return list(range(models))
+        return sorted({int(round(v)) for v in np.linspace(0, models - 1, self.cfg.max_nodes)})
+
+    def score_module(self, module: nn.Module, full: bool = True) -> dict[str, float]:
+        bs = self.cfg.batch_size
+        if full:
+            trl, tra = score(module, self.ds, self.x_train, self.y_train, bs)
+            tel, tea = score(module, self.ds, self.ds.x_test, self.ds.y_test, bs)
+        else:
+            trl, tra = score(module, self.ds, self.node_x_train, self.node_y_train, bs)
+            tel, tea = score(module, self.ds, self.node_x_test, self.node_y_test, bs)
+        return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
+
+    def average_module(self, stack, vector: torch.Tensor) -> nn.Module:
+        if self._avg_module is None or self._avg_row is None or self._avg_row.shape != vector.shape:
+            self._avg_row = torch.empty_like(vector)
+            self._avg_module = stack.bound_module(self._avg_row)
+        self._avg_row.copy_(vector)
+        return self._avg_module
+
+    def evaluate(self, sim) -> dict:
+        """Metrics of replica 0 of a :class:`~gossiplab.engine.simulator.Simulator`."""
+        k = sim.models_per_replica
+        params = sim.replica_params(0)
+        avg = self.score_module(self.average_module(sim.stack, params.mean(0)), full=True)
+        node_scores = [self.score_module(sim.stack.modules[i], full=False)
+                       for i in self.node_ids(k)]
+        nodes = {key: _stats([s[key] for s in node_scores]) for key in avg}
+        return {
+            "avg_model": avg,
+            "nodes": nodes,
+            **gaps(avg),
+            "consensus_distance": sim.stack.consensus_distance(slice(0, k)),
+        }

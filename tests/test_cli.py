@@ -1,0 +1,88 @@
+"""The command line as a user meets it: real subprocesses, real files, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def gl(*args, cwd=None, check=False):
+    r = subprocess.run([sys.executable, "-m", "gossiplab", *args], capture_output=True, text=True,
+                       cwd=cwd, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def test_run_on_digits_writes_config_metrics_summary(tmp_path):
+    out = tmp_path / "run"
+    r = gl("run", "--out", str(out), "--set", "train.iterations=200", "--set", "eval.every=50",
+           check=True)
+    assert "centralized" in r.stdout and "test accuracy" in r.stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["topology"]["name"] == "ring"
+    assert cfg["seeds"] == {"data": 0, "init": 0, "sampling": 0}
+    assert cfg["setup"]["dataset"]["name"] == "digits"
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    for algo in ("dsgd_mgs", "centralized"):
+        its = [x["iteration"] for x in lines if x["algorithm"] == algo]
+        assert its == [0, 50, 100, 150, 200]
+    s = json.loads((out / "summary.json").read_text())
+    f = s["final"]
+    for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert k in f["avg_model"]
+    assert f["gen_gap_loss"] == pytest.approx(f["avg_model"]["test_loss"] - f["avg_model"]["train_loss"])
+    assert f["gen_gap_acc"] == pytest.approx(f["avg_model"]["train_acc"] - f["avg_model"]["test_acc"])
+    assert f["consensus_distance"] > 0
+    assert s["wall_seconds"] > 0 and s["status"] == "ok"
+    assert f["avg_model"]["test_acc"] > 0.8  # 200 iterations of an MLP on digits
+    assert s["runs"]["centralized"]["final"]["consensus_distance"] == 0
+
+
+def test_existing_results_are_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    gl("run", "--quiet", "--out", str(out), "--set", "train.iterations=5", check=True)
+    before = (out / "summary.json").read_text()
+    r = gl("run", "--quiet", "--out", str(out), "--set", "train.iterations=6")
+    assert r.returncode == 2 and "already holds results" in r.stderr
+    assert (out / "summary.json").read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--set", "optim.lrr=0.1"], "did you mean 'optim.lr'"),
+    (["run", "--set", "topology.name='moon'"], "unknown topology 'moon'"),
+    (["run", "--set", "optim.batch_size=500"], "larger than the smallest node"),
+    (["run", "--set", "data.samples_per_node=500"], "needs 8000 training samples"),
+    (["run", "--config", "/nonexistent.toml"], "not found"),
+    (["topology", "hypercube", "--nodes", "6"], "power-of-two"),
+])
+def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, message):
+    r = gl(*args, "--quiet" if args[0] == "run" else "--json", cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_debug_shows_traceback(tmp_path):
+    r = gl("--debug", "run", "--quiet", "--set", "optim.lrr=1", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" in r.stderr
+
+
+def test_topology_json_and_plot(tmp_path):
+    png = tmp_path / "ring.png"
+    r = gl("topology", "ring", "--nodes", "8", "--json", "--plot", str(png), check=True)
+    info = json.loads(r.stdout)
+    assert {"nodes", "lambda", "spectral_gap", "edges"} <= set(info)
+    assert info["nodes"] == 8 and info["edges"] == 8
+    assert info["lambda"] == pytest.approx(1 / 3 + 2 / 3 * 0.7071067811865476)
+    assert png.stat().st_size > 1000
+    r = gl("topology", "torus", "--nodes", "16", check=True)
+    assert "spectral gap" in r.stdout
+
+
+def test_config_show_and_reference():
+    r = gl("config", "show", "--set", "topology.nodes=4", check=True)
+    assert "nodes = 4" in r.stdout
+    assert "`optim.lr`" in gl("config", "reference", check=True).stdout
