@@ -31,7 +31,7 @@ def test_malicious_checkpoint_is_refused(tmp_path):
     if os.path.exists(marker):
         os.unlink(marker)
     p = tmp_path / "evil.pt"
-    p.write_bytes(pickle.dumps({"format": "gossiplab-checkpoint-1", "x": Evil()}))
+    p.write_bytes(pickle.dumps({"format": "gossiplab-checkpoint-1", "x": Evil()}, protocol=2))
     with pytest.raises(UserError, match="corrupted or not a gossiplab checkpoint"):
         load_checkpoint(p)
     assert not os.path.exists(marker)
