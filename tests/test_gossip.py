@@ -331,3 +331,14 @@ def test_compare_schemes_report():
     tv = compare_schemes(build_topology("exp_onepeer", 16), [1, 4], [1e-3])
     assert tv["plain"]["rounds_to"]["0.001"] == 4
     assert not tv["chebyshev"]["available"] and "static" in tv["exact"]["reason"]
+
+
+def test_single_node_and_complete_graph_edge_cases():
+    one = build_topology("ring", 1)
+    for cls in SCHEMES.values():
+        assert cls.rounds_to(one, 1e-6) == 0 and cls(one, 3).contraction() == 0.0
+    assert ExactGossip(one, 3).rounds() == 0
+    comp = build_topology("complete", 6)
+    for cls in SCHEMES.values():
+        assert cls.rounds_to(comp, 1e-6) == 1
+        assert cls(comp, 1).contraction() < 1e-12

@@ -121,6 +121,8 @@ class PlainGossip(GossipScheme):
                 if topology.contraction(q) <= tol:
                     return q
             return None
+        if topology.nodes == 1:
+            return 0
         return _first_below(lambda q: topology.lam**q, _plain_guess(topology.lam, tol), tol)
 
 
@@ -216,7 +218,7 @@ class ChebyshevGossip(GossipScheme):
 
     @classmethod
     def rounds_to(cls, topology: Topology, tol: float) -> int | None:
-        return chebyshev_rounds_to(float(topology.lam), tol)
+        return 0 if topology.nodes == 1 else chebyshev_rounds_to(float(topology.lam), tol)
 
 
 # --------------------------------------------------------------------------------------------
