@@ -56,6 +56,10 @@ def test_existing_results_are_not_overwritten(tmp_path):
     (["run", "--set", "data.samples_per_node=500"], "needs 8000 training samples"),
     (["run", "--config", "/nonexistent.toml"], "not found"),
     (["topology", "hypercube", "--nodes", "6"], "power-of-two"),
+    (["topology", "ring", "--tol", "2"], "--tol: tolerances must lie in (0, 1)"),
+    (["run", "--set", "algorithm.gossip='chebyshev'", "--set", "topology.name='exp_onepeer'"],
+     "algorithm.gossip = 'chebyshev' needs a static topology"),
+    (["run", "--set", "algorithm.gossip='exakt'"], "algorithm.gossip: unknown gossip scheme 'exakt'"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(tmp_path, args, message):
     r = gl(*args, "--quiet" if args[0] == "run" else "--json", cwd=tmp_path)
@@ -80,6 +84,27 @@ def test_topology_json_and_plot(tmp_path):
     assert png.stat().st_size > 1000
     r = gl("topology", "torus", "--nodes", "16", check=True)
     assert "spectral gap" in r.stdout
+
+
+def test_topology_compares_gossip_schemes():
+    r = gl("topology", "ring", "--nodes", "8", "--json", "-Q", "1", "3", "6", "--tol", "1e-3", "1e-6",
+           check=True)
+    g = json.loads(r.stdout)["gossip"]
+    lam = 1 / 3 + 2 / 3 * 0.7071067811865476
+    assert g["plain"]["contraction"]["3"] == pytest.approx(lam**3)
+    assert g["plain"]["rounds_to"] == {"0.001": 32, "1e-06": 64}  # ceil(log(tol) / log(lambda))
+    assert g["chebyshev"]["contraction"]["3"] < lam**3
+    assert g["chebyshev"]["rounds_to"]["1e-06"] < 64
+    ex = g["exact"]
+    assert ex["exact_rounds"] == 4 and ex["distinct_eigenvalues"] == 5  # 1, cos(k pi / 4) pairs
+    assert ex["rounds"] == {"1": 1, "3": 3, "6": 4} and ex["contraction"]["6"] < 1e-12
+    assert ex["rounds_to"] == {"0.001": 4, "1e-06": 4}
+    r = gl("topology", "ring", "--nodes", "8", check=True)
+    assert "gossip schemes" in r.stdout and "chebyshev" in r.stdout
+    assert "5 distinct eigenvalues -> 4 rounds" in r.stdout
+    r = gl("topology", "exp_onepeer", "--nodes", "8", "--json", check=True)
+    g = json.loads(r.stdout)["gossip"]
+    assert g["plain"]["rounds_to"]["1e-06"] == 3 and not g["exact"]["available"]
 
 
 def test_config_show_and_reference():

@@ -99,7 +99,12 @@ class AlgorithmConfig(Section):
 
     name: str = Field("dsgd_mgs", description="dsgd_mgs | centralized")
     gossip_steps: int = Field(1, ge=0, description="Q: gossip rounds per iteration (0 = local SGD).")
-    gossip: str = Field("plain", description="Gossip scheme: plain (Q multiplications by W).")
+    gossip: str = Field(
+        "plain",
+        description="Gossip scheme for the Q rounds: plain (Q multiplications by W) | chebyshev "
+        "(Chebyshev-accelerated) | exact (finite-time averaging in K-1 rounds, K = distinct "
+        "eigenvalues of W); chebyshev and exact need a static topology.",
+    )
     compare_centralized: bool = Field(
         True, description="Also train centralized mini-batch SGD on the same data and batches."
     )

@@ -143,3 +143,52 @@ def test_divergence_is_detected():
         for _ in range(200):
             sim.step()
     assert e.value.iteration >= 0
+
+
+@pytest.mark.parametrize("graph, extra", [
+    (["topology.name='ring'", "topology.nodes=8"], []),
+    (["topology.name='ring'", "topology.nodes=12"], ["optim.momentum=0.9", "optim.weight_decay=0.001"]),
+    (["topology.name='torus'", "topology.nodes=9"], ["optim.schedule='inverse_t'", "optim.lr=0.5"]),
+    (["topology.name='hypercube'", "topology.nodes=8"], ["model.name='cnn'", "model.width=4"]),
+    (["topology.name='erdos_renyi'", "topology.nodes=8", "topology.er_p=0.5"], []),
+])
+def test_exact_gossip_at_k_minus_1_rounds_reproduces_centralized_iterates(graph, extra):
+    from gossiplab.gossip import exact_factors
+
+    base = [*graph, "optim.batch_size=8", "data.partition='iid'", *extra]
+    probe = make(base, "centralized")
+    k1 = len(exact_factors(probe.setup.topology.w))
+    assert k1 >= 2  # a real multi-round product, not the complete graph
+    dec = make([*base, "algorithm.gossip='exact'", f"algorithm.gossip_steps={k1}"], "dsgd_mgs")
+    plain = make([*base, f"algorithm.gossip_steps={k1}"], "dsgd_mgs")
+    cen = probe
+    for _ in range(40):
+        ld = dec.step()
+        lc = cen.step()
+        plain.step()
+        assert ld == pytest.approx(lc, rel=1e-4, abs=1e-5)
+        torch.testing.assert_close(dec.stack.params, cen.stack.params.expand_as(dec.stack.params),
+                                   rtol=1e-4, atol=1e-5)
+    assert dec.round == 40 * k1
+    # the same number of plain rounds does not average: the agreement above is the scheme's doing
+    assert plain.stack.consensus_distance() > 1e3 * max(dec.stack.consensus_distance(), 1e-12)
+
+
+def test_exact_gossip_counts_only_the_rounds_it_needs():
+    sim = make(["topology.name='ring'", "topology.nodes=8", "optim.batch_size=8",
+                "algorithm.gossip='exact'", "algorithm.gossip_steps=10"])
+    for _ in range(3):
+        sim.step()
+    assert sim.round == 3 * 4  # ring of 8: 5 distinct eigenvalues -> 4 rounds, not 10
+
+
+def test_chebyshev_gossip_keeps_nodes_closer_than_plain_at_the_same_rounds():
+    c = {}
+    for scheme in ("plain", "chebyshev"):
+        sim = make(["topology.name='ring'", "topology.nodes=16", "optim.batch_size=8",
+                    f"algorithm.gossip='{scheme}'", "algorithm.gossip_steps=6"])
+        for _ in range(30):
+            sim.step()
+        assert sim.round == 30 * 6
+        c[scheme] = sim.stack.consensus_distance()
+    assert c["chebyshev"] < 0.5 * c["plain"]

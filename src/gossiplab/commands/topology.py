@@ -1,4 +1,5 @@
-"""`gossiplab topology`: spectral summary of a graph's mixing matrix, and a picture of it."""
+"""`gossiplab topology`: spectral summary of a graph's mixing matrix, what each gossip scheme's Q
+rounds achieve on it, and a picture of it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from gossiplab.errors import UserError
+from gossiplab.gossip import compare_schemes
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, build_topology, draw
 
 
 def register(sub) -> None:
-    p = sub.add_parser("topology", help="lambda, spectral gap and contraction of a topology")
+    p = sub.add_parser("topology", help="lambda, spectral gap and what each gossip scheme achieves")
     p.add_argument("name", help=f"one of: {', '.join(ALL_TOPOLOGIES)}")
     p.add_argument("--nodes", "-m", type=int, default=16, help="number of nodes (default 16)")
     p.add_argument("--mixing", default="metropolis", help=f"one of: {', '.join(MIXING_RULES)}")
@@ -22,7 +25,9 @@ def register(sub) -> None:
     p.add_argument("--edge-file", help="edge list for 'file'")
     p.add_argument("--matrix-file", help="mixing matrix (.npy or text) for 'file'")
     p.add_argument("-Q", "--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16],
-                   help="gossip steps Q for which to report lambda^Q")
+                   help="gossip rounds Q for which to report each scheme's contraction")
+    p.add_argument("--tol", type=float, nargs="+", default=[1e-3, 1e-6],
+                   help="tolerances for which to report the rounds each scheme needs (default 1e-3 1e-6)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="FILE.png", help="save a picture of the graph")
     p.set_defaults(func=run)
@@ -34,7 +39,12 @@ def run(args) -> int:
         er_p=args.er_p, shape=tuple(args.shape) if args.shape else None,
         edge_file=args.edge_file, matrix_file=args.matrix_file,
     )
+    if min(args.steps) < 0:
+        raise UserError(f"-Q: gossip rounds must be >= 0, got {min(args.steps)}")
+    if not all(0.0 < t < 1.0 for t in args.tol):
+        raise UserError(f"--tol: tolerances must lie in (0, 1), got {' '.join(map(str, args.tol))}")
     info = topo.summary(tuple(args.steps))
+    info["gossip"] = compare_schemes(topo, args.steps, args.tol)
     if args.plot:
         draw(topo, args.plot)
         info["plot"] = args.plot
@@ -52,9 +62,53 @@ def run(args) -> int:
     t.add_row("lambda = max(|l2|, |lm|)" + (" per round" if topo.time_varying else ""),
               f"{info['lambda']:.6f}")
     t.add_row("spectral gap 1 - lambda", f"{info['spectral_gap']:.6f}")
-    for q, c in info["contraction"].items():
-        t.add_row(f"contraction lambda^Q, Q={q}", f"{c:.4g}")
     if args.plot:
         t.add_row("picture", args.plot)
-    Console().print(t)
+    console = Console()
+    console.print(t)
+    console.print(_scheme_table(info["gossip"], args.steps, args.tol))
+    ex = info["gossip"]["exact"]
+    if ex["available"]:
+        console.print(
+            f"exact averaging: {ex['distinct_eigenvalues']} distinct eigenvalues -> "
+            f"{ex['exact_rounds']} rounds (factors in {ex['order']} order); residual "
+            f"{ex['residual']:.1e}, float32 error about {ex['float32_error']:.1e} x ||x||"
+        )
+    for name, e in info["gossip"].items():
+        if not e["available"]:
+            console.print(f"{name}: n/a: {e['reason']}")
+    console.print("contraction: worst-case factor ||p(W) - J|| by which Q rounds shrink the distance "
+                  "to the average. exact with Q < K-1 runs the better of its Leja prefix (*) and "
+                  "Chebyshev (c); 'in N': only N rounds are needed and used.")
     return 0
+
+
+def _scheme_table(schemes: dict, steps: list[int], tols: list[float]) -> Table:
+    """Rows: contraction after each Q, then rounds to each tolerance; one column per scheme."""
+    t = Table(title="gossip schemes", title_justify="left")
+    t.add_column("")
+    for name in schemes:
+        t.add_column(name, justify="right")
+    marks = {"leja_prefix": "*", "chebyshev": "c", "exact": ""}
+
+    def cell(e: dict, q: int) -> str:
+        if not e["available"]:
+            return "n/a"
+        c = f"{e['contraction'][str(q)]:.3g}"
+        mode = e.get("mode", {}).get(str(q))
+        if mode is not None:
+            c += marks[mode]
+            if e["rounds"][str(q)] != q:
+                c += f" in {e['rounds'][str(q)]}"
+        return c
+
+    for q in steps:
+        t.add_row(f"contraction, Q={q}", *[cell(e, q) for e in schemes.values()])
+    for tol in tols:
+        key = f"{tol:g}"
+        t.add_row(f"rounds to {key}", *[
+            "n/a" if not e["available"] else
+            "never" if e["rounds_to"][key] is None else str(e["rounds_to"][key])
+            for e in schemes.values()
+        ])
+    return t

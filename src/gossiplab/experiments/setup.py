@@ -14,6 +14,7 @@ from gossiplab.config import Config
 from gossiplab.data.datasets import Dataset, load_dataset
 from gossiplab.data.partition import Partition, partition
 from gossiplab.errors import ConfigError
+from gossiplab.gossip import build_gossip
 from gossiplab.models import build_model
 from gossiplab.topology import Topology, build_topology
 
@@ -39,8 +40,14 @@ class Setup:
             "partition": {k: v for k, v in het.items() if k != "label_histograms"},
             "label_histograms": het["label_histograms"],
             "topology": self.topology.summary(),
+            **({"gossip": self.gossip_description()} if self.cfg.algorithm.name != "centralized" else {}),
             "device": str(self.device),
         }
+
+    def gossip_description(self) -> dict:
+        """The configured gossip scheme: rounds per iteration actually used, worst-case factor."""
+        a = self.cfg.algorithm
+        return build_gossip(a.gossip, self.topology, a.gossip_steps).describe()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,6 +100,8 @@ def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     )
     if topo.nodes != m:
         raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
+    if cfg.algorithm.name != "centralized":  # fail early on a gossip scheme the topology can't run
+        build_gossip(cfg.algorithm.gossip, topo, cfg.algorithm.gossip_steps)
     augment = ds.augment if cfg.data.augment is None else cfg.data.augment
     if augment and len(ds.input_shape) != 3:
         raise ConfigError("data.augment needs image data [C, H, W]")
