@@ -81,7 +81,9 @@ def test_theory_fits_and_compares(tmp_path, study):
     factors = {row["factor"] for row in res["rows"]}
     assert factors == {"T", "Q"}
     q_rows = [row for row in res["rows"] if row["factor"] == "Q"]
-    assert {row["quantity"] for row in q_rows} == {"stability", "loss_stability", "gen_gap"}
+    assert {row["quantity"] for row in q_rows} == {"stability", "node_stability", "loss_stability",
+                                                   "gen_gap"}
+    assert "node_stability" not in {row["quantity"] for row in res["rows"] if row["factor"] == "T"}
     assert all(row["algorithm"] == "dsgd_mgs" for row in q_rows)
     stab = next(row for row in q_rows if row["quantity"] == "stability")
     assert stab["fit"]["x"] == [1.0, 2.0, 4.0] and set(stab["by_Q"]) == {"1", "2", "4"}
@@ -90,7 +92,9 @@ def test_theory_fits_and_compares(tmp_path, study):
     assert all(row["theory"] is not None for row in t_rows)
     assert (out / "vs_T.png").stat().st_size > 1000 and (out / "vs_Q.png").exists()
     assert not (out / "vs_n.png").exists()
-    assert "| factor |" in (out / "theory.md").read_text()
+    md = (out / "theory.md").read_text()
+    assert "| factor |" in md and "| Q=1 | Q=2 | Q=4 | centralized |" in md
+    assert stab["fit"]["ci_ols"] is not None and stab["fit"]["min_samples"] == 6
 
 
 def test_theory_bad_input(tmp_path):

@@ -45,3 +45,12 @@ def test_paired_bootstrap_and_dropped_points():
     fit = loglog_fit([1, 2, 4], [[1.0], [-1.0], [0.25]])
     assert fit["dropped"] == 1 and fit["slope"] == pytest.approx(-1.0)
     assert loglog_fit([1, 2], [[1.0], [-1.0]]) is None
+
+
+def test_interval_widens_where_a_single_exponent_fits_badly():
+    x = [1, 2, 4, 8, 16]
+    y = [1.0, 0.5, 0.4, 0.39, 0.39]  # falls, then flattens: no single power law
+    fit = loglog_fit(x, [[v] * 10 for v in y])
+    assert fit["ci_bootstrap"] == pytest.approx([fit["slope"]] * 2)  # no measurement noise
+    lo, hi = fit["ci_ols"]
+    assert lo < fit["slope"] < hi and fit["ci"] == [lo, hi] and fit["r2"] < 0.95

@@ -57,6 +57,22 @@ def consensus_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def q_values_markdown(result: dict) -> str:
+    """Measured values at each Q (and centralized) for every Q sweep."""
+    rows = [r for r in result["rows"] if r["factor"] == "Q" and r.get("by_Q")]
+    if not rows:
+        return ""
+    qs = sorted({int(q) for r in rows for q in r["by_Q"]})
+    lines = ["| quantity | runs | " + " | ".join(f"Q={q}" for q in qs) + " | centralized |",
+             "|---|---|" + "---|" * (len(qs) + 1)]
+    for r in rows:
+        by = r["by_Q"]
+        cen = next((v["centralized"] for v in by.values() if v["centralized"] is not None), None)
+        cells = [_fmt(by[str(q)]["value"], ".3g") if str(q) in by else "-" for q in qs]
+        lines.append(f"| {r['quantity']} | {r['group']} | " + " | ".join(cells) + f" | {_fmt(cen, '.3g')} |")
+    return "\n".join(lines) + "\n"
+
+
 def rich_table(result: dict) -> Table:
     conf = int(round(100 * result["confidence"]))
     t = Table(title=f"measured log-log exponents ({conf}% bootstrap interval) against the theory's",
@@ -98,6 +114,9 @@ def run(args) -> int:
     result["figures"] = figures
     atomic_write_json(out / "theory.json", result)
     text = markdown_table(result)
+    if q_values_markdown(result):
+        text += "\nValues at T by Q (stability quantities are roots of mean squares):\n\n"
+        text += q_values_markdown(result)
     if result["consensus"]:
         text += "\nConsensus distance at T against the recursion of `gossiplab.theory`:\n\n"
         text += consensus_markdown(result)

@@ -23,6 +23,7 @@ SHORT = {"data.samples_per_node": "n", "topology.nodes": "m", "algorithm.gossip_
 
 QUANTITIES = {
     "stability": "eps = sqrt(E||A(S) - A(S^(ij))||^2)",
+    "node_stability": "sqrt(E (1/m) sum_k ||x_k - x'_k||^2)",
     "loss_stability": "E|l(A(S);z_i) - l(A(S^(ij));z_i)|",
     "gen_gap": "generalization gap (label-matched test - train loss)",
 }
@@ -59,6 +60,8 @@ class StabilityRun:
         perts = self.summary["stability"][algorithm]["perturbations"]
         if quantity == "stability":
             return [p["avg_dist"] for p in perts]
+        if quantity == "node_stability":
+            return [p["node_dist"] for p in perts]
         return [abs(p["loss_replaced_twin"] - p["loss_replaced"]) for p in perts]
 
     def trajectory(self, algorithm: str, quantity: str) -> tuple[list[int], list[list[float]]]:
@@ -67,6 +70,8 @@ class StabilityRun:
                         key=lambda r: (r["iteration"], r["repetition"])):
             if quantity == "stability":
                 v = r["avg_dist"]
+            elif quantity == "node_stability":
+                v = r["node_dist"]
             elif quantity == "loss_stability":
                 v = [abs(a - b) for a, b in zip(r["loss_replaced_twin"], r["loss_replaced"], strict=True)]
             else:
@@ -172,6 +177,13 @@ def theory_exponent(factor: str, algorithm: str, c_beta: float | None) -> float 
 
 
 def verdict(factor: str, fit: dict | None, theory: float | None) -> str:
+    text = _verdict(factor, fit, theory)
+    if fit is not None and fit["min_samples"] < 5:
+        text += f" (only {fit['min_samples']} sample(s) per point: interval unreliable)"
+    return text
+
+
+def _verdict(factor: str, fit: dict | None, theory: float | None) -> str:
     if fit is None:
         return "not enough points"
     ci = fit["ci"]
@@ -194,8 +206,27 @@ def verdict(factor: str, fit: dict | None, theory: float | None) -> str:
     return "DISAGREES: larger exponent than the theory's (contradicts the rate)"
 
 
+ROOTED = ("stability", "node_stability")  # fitted as the root of a mean square
+# node models differ from the averaged model only where the nodes disagree (Q = 0 and small Q)
+PER_FACTOR_ONLY = {"node_stability": ("Q",)}
+
+
+def _same_twins(runs: list[StabilityRun], quantity: str) -> bool:
+    """Runs of one group (same config but the factor, so same seeds) that also drew the same
+    perturbations on the same S (a sweep over Q or the topology) measure the same twins and the
+    same repetitions: their samples are paired, unit by unit."""
+    def twins(r: StabilityRun) -> str:
+        alg = next(iter(r.summary["stability"]))
+        return json.dumps([(p["repetition"], p["node"], p["position"], p["fresh"])
+                           for p in r.summary["stability"][alg]["perturbations"]])
+
+    algs = [a for a in runs[0].algorithms if a != "centralized"] or runs[0].algorithms
+    return (len({twins(r) for r in runs}) == 1
+            and len({len(r.finals(algs[0], quantity)) for r in runs}) == 1)
+
+
 def _transform(quantity: str):
-    return np.sqrt if quantity == "stability" else None
+    return np.sqrt if quantity in ROOTED else None
 
 
 def _row(factor, quantity, algorithm, group_label, fit, theory, extra=None) -> dict:
@@ -225,6 +256,8 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
                     continue
                 seen_central.add(key)
             for q in QUANTITIES:
+                if q in PER_FACTOR_ONLY and "T" not in PER_FACTOR_ONLY[q]:
+                    continue
                 its, samples = run.trajectory(alg, q)
                 keep = [i for i, t in enumerate(its) if t >= max(1, t_min_fraction * run.T)]
                 fit = None
@@ -246,11 +279,13 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
             algs = [a for a in group[0].algorithms if factor != "Q" or a != "centralized"]
             for alg in algs:
                 for q in QUANTITIES:
+                    if q in PER_FACTOR_ONLY and factor not in PER_FACTOR_ONLY[q]:
+                        continue
                     pts = [r for r in group if alg in r.algorithms
                            and (factor != "Q" or r.factor("Q") > 0)]
                     fit = loglog_fit([r.factor(factor) for r in pts], [r.finals(alg, q) for r in pts],
                                      confidence=confidence, transform=_transform(q),
-                                     resamples=resamples)
+                                     resamples=resamples, paired=_same_twins(pts, q))
                     extra: dict[str, Any] = {"runs": [str(r.path) for r in group]}
                     if factor == "Q":
                         extra["by_Q"] = _by_q(group, alg, q)
@@ -268,7 +303,7 @@ def _central_label(run: StabilityRun) -> str:
 
 def _value(samples: list[float], quantity: str) -> float:
     v = float(np.mean(samples)) if samples else float("nan")
-    return float(np.sqrt(v)) if quantity == "stability" and v >= 0 else v
+    return float(np.sqrt(v)) if quantity in ROOTED and v >= 0 else v
 
 
 def _by_q(group: list[StabilityRun], alg: str, quantity: str) -> dict:

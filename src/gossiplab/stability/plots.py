@@ -84,6 +84,7 @@ def plot_run(summary: dict, repetitions: list[dict], path: str | Path) -> None:
 
 QUANTITY_TITLES = {
     "stability": "model stability eps = sqrt(E||A(S)-A(S^(ij))||^2)",
+    "node_stability": "node models sqrt(E (1/m) sum_k ||x_k-x'_k||^2)",
     "loss_stability": "loss stability E|l(A(S);z_i) - l(A(S^(ij));z_i)|",
     "gen_gap": "generalization gap (label-matched)",
 }
@@ -103,14 +104,18 @@ def _slope_line(ax, x: np.ndarray, y: np.ndarray, slope: float, label: str, **kw
 def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
     """Figure of the measured quantities against ``factor`` with the theory's slopes; False if
     there is nothing to draw for this factor."""
+    from matplotlib.ticker import NullFormatter
+
     from gossiplab.stability.compare import FACTORS, QUANTITIES
 
     rows = [r for r in result["rows"] if r["factor"] == factor and r["fit"] is not None]
     if not rows:
         return False
+    quantities = [q for q in QUANTITIES if any(r["quantity"] == q for r in rows)]
     plt = figure()
-    fig, axes = plt.subplots(1, len(QUANTITIES), figsize=(5 * len(QUANTITIES), 3.6))
-    for ax, q in zip(axes, QUANTITIES, strict=True):
+    fig, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities), 3.4), squeeze=False)
+    axes = axes[0]
+    for ax, q in zip(axes, quantities, strict=True):
         ax.set_title(QUANTITY_TITLES[q], fontsize=9)
         ax.set_xlabel({"T": "iteration t", "n": "n (samples per node)", "m": "m (nodes)",
                        "Q": "Q (gossip steps per iteration)"}[factor], fontsize=8)
@@ -122,8 +127,7 @@ def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
                 central = r["algorithm"] == "centralized"
                 ax.loglog(f["x"], f["y"], color="0.3" if central else f"C{i % 10}",
                           ls="--" if central else "-", lw=1,
-                          label=(f"centralized ({r['group']})" if central else r["group"])
-                          if i < 12 else None)
+                          label=(f"centralized ({r['group']})" if central else r["group"]))
             ths = [r["theory"] for r in qrows if r["theory"] is not None]
             if ths and qrows:
                 f = qrows[0]["fit"]
@@ -151,8 +155,13 @@ def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
                 if cen and cen > 0:
                     ax.axhline(cen, color=col, ls="--", lw=0.8, alpha=0.6,
                                label=f"centralized ({r['group']})")
-        if ax.get_legend_handles_labels()[0]:
+        if ax.get_xscale() == "log":
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        if factor != "T" and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
+    if factor == "T":  # many curves: one legend beside the panels
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6)
     fig.suptitle(f"measured against {factor} ({FACTORS.get(factor, 'trajectory')}); dashed black: "
                  "theory's slope", fontsize=9)
     fig.tight_layout()

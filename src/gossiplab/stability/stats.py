@@ -40,6 +40,10 @@ def loglog_fit(x: Sequence[float], samples: Sequence[Sequence[float]], *, confid
     index draw (samples[i][k] of every point come from the same unit k, e.g. one twin followed
     over t). ``r2`` of the fit on the means flags curvature. Points whose value is not positive are
     dropped (their count is returned). None if fewer than 2 distinct x remain.
+
+    The reported ``ci`` is the hull of the bootstrap interval and, with 3 or more points, the
+    ordinary least-squares t-interval from the residuals (which widens it where the points are
+    not on a line, i.e. where a single exponent describes them badly).
     """
     tf = transform or (lambda v: v)
     xs, groups = [], []
@@ -72,9 +76,19 @@ def loglog_fit(x: Sequence[float], samples: Sequence[Sequence[float]], *, confid
         vals = np.asarray(vals)
         if (vals > 0).all():
             boot.append(_ols(lx, np.log(vals))[0])
-    ci = None
+    ci_boot = ci_ols = None
     if len(boot) >= max(20, resamples // 2) and any(len(g) > 1 for g in groups):
         lo, hi = np.percentile(boot, [50 * (1 - confidence), 50 * (1 + confidence)])
-        ci = [float(lo), float(hi)]
-    return {"slope": slope, "intercept": intercept, "ci": ci, "r2": r2, "points": len(xs),
-            "dropped": dropped, "x": xs, "y": [float(np.exp(v)) for v in ly]}
+        ci_boot = [float(lo), float(hi)]
+    k = len(xs)
+    if k >= 3:
+        sxx = float(((lx - lx.mean()) ** 2).sum())
+        se = float(np.sqrt((resid**2).sum() / (k - 2) / sxx))
+        half = float(stats.t.ppf(0.5 + confidence / 2, k - 2)) * se
+        ci_ols = [slope - half, slope + half]
+    found = [c for c in (ci_boot, ci_ols) if c is not None]
+    ci = [min(c[0] for c in found), max(c[1] for c in found)] if found else None
+    return {"slope": slope, "intercept": intercept, "ci": ci, "ci_bootstrap": ci_boot,
+            "ci_ols": ci_ols, "r2": r2, "points": k, "dropped": dropped,
+            "min_samples": int(min(len(g) for g in groups)),
+            "x": xs, "y": [float(np.exp(v)) for v in ly]}
