@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "gossiplab.commands.run",
     "gossiplab.commands.topology",
     "gossiplab.commands.config",
+    "gossiplab.commands.stability",
+    "gossiplab.commands.theory",
 ]
 
 

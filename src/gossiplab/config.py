@@ -146,6 +146,32 @@ class EngineConfig(Section):
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default.")
 
 
+class StabilityConfig(Section):
+    """Stability measurement (`gossiplab stability`): twins on S^(ij), smoothness, reference run."""
+
+    perturbations: int = Field(
+        8, ge=1, description="K: perturbations (node j, sample i) per repetition; one twin each."
+    )
+    repetitions: int = Field(
+        1, ge=1, description="Independent repetitions; repetition r adds r to seeds.data, "
+        "seeds.init and seeds.sampling (intervals over seeds need >= 2).",
+    )
+    seed: int = Field(0, description="Seed for drawing perturbations (j, i) and fresh samples.")
+    record_points: int = Field(
+        24, ge=2, description="Log-spaced iterations at which twin distances are recorded."
+    )
+    hessian_points: int = Field(
+        4, ge=0, description="Evenly spaced iterations where beta (top Hessian eigenvalue) is "
+        "estimated; 0 = off.",
+    )
+    power_iterations: int = Field(30, ge=1, description="Power iterations per beta estimate.")
+    reference_iterations: int | None = Field(
+        None, ge=0, description="Centralized reference run for optimization/excess error; "
+        "unset = 4 x train.iterations, 0 = off.",
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of confidence intervals.")
+
+
 class Config(Section):
     """A complete experiment."""
 
@@ -158,6 +184,7 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    stability: StabilityConfig = Field(default_factory=StabilityConfig)
 
     @field_validator("data")
     @classmethod
