@@ -133,12 +133,24 @@ class SeedsConfig(Section):
 class EngineConfig(Section):
     """Where and how the computation runs."""
 
-    name: Literal["simulator"] = Field("simulator", description="simulator")
+    name: Literal["simulator", "distributed"] = Field(
+        "simulator",
+        description="simulator (one process, all nodes) | distributed (torch.distributed, one "
+        "process per node or per block of nodes; launch with torchrun)",
+    )
     backend: Literal["auto", "loop", "vmap"] = Field(
         "auto", description="Per-node forward/backward: loop (CPU), vmap (GPU); auto picks."
     )
     device: str = Field("cpu", description="cpu | cuda | cuda:N | auto")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default.")
+    dist_backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="Distributed engine: torch.distributed backend; auto = nccl on CUDA, gloo on CPU."
+    )
+    timeout: float = Field(
+        30.0, gt=0,
+        description="Distributed engine: seconds to wait for a peer (rendezvous, gossip round, "
+        "collective) before stopping with an error naming the lost rank.",
+    )
 
 
 class Config(Section):
