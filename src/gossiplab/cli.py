@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "gossiplab.commands.run",
     "gossiplab.commands.topology",
     "gossiplab.commands.config",
+    "gossiplab.commands.launch",
 ]
 
 

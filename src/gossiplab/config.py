@@ -136,7 +136,7 @@ class EngineConfig(Section):
     name: Literal["simulator", "distributed"] = Field(
         "simulator",
         description="simulator (one process, all nodes) | distributed (torch.distributed, one "
-        "process per node or per block of nodes; launch with torchrun)",
+        "process per node or per block of nodes; start with torchrun or `gossiplab launch`)",
     )
     backend: Literal["auto", "loop", "vmap"] = Field(
         "auto", description="Per-node forward/backward: loop (CPU), vmap (GPU); auto picks."

@@ -39,7 +39,8 @@ class Rank:
 
 
 def start(argv: list[str], world: int, *, fault: tuple[str, int, int] | None = None,
-          extra_env: dict[str, str] | None = None) -> list[Rank]:
+          extra_env: dict[str, str] | None = None, script: Path | None = None) -> list[Rank]:
+    """``world`` ranks of ``gossiplab ARGV`` (or of ``python SCRIPT ARGV``) on a fresh port."""
     port = free_port()
     ranks = []
     for r in range(world):
@@ -49,10 +50,13 @@ def start(argv: list[str], world: int, *, fault: tuple[str, int, int] | None = N
                **(extra_env or {})}
         for k in ("TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT", "GLOO_SOCKET_IFNAME"):
             env.pop(k, None)
-        cmd = [sys.executable, str(HERE)]
-        if fault is not None:
-            cmd += ["--fault", fault[0], "--fault-rank", str(fault[1]), "--fault-at", str(fault[2])]
-        cmd += ["--", *argv]
+        if script is not None:
+            cmd = [sys.executable, str(script), *argv]
+        else:
+            cmd = [sys.executable, str(HERE)]
+            if fault is not None:
+                cmd += ["--fault", fault[0], "--fault-rank", str(fault[1]), "--fault-at", str(fault[2])]
+            cmd += ["--", *argv]
         ranks.append(Rank(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True), r))
     return ranks
@@ -66,12 +70,12 @@ def wait(ranks: list[Rank], timeout: float, *, skip: set[int] = frozenset()) -> 
             continue
         try:
             rk.stdout, rk.stderr = rk.proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
             for other in ranks:
                 other.proc.kill()
-            outs = [o.proc.communicate() for o in ranks]
-            raise AssertionError(f"rank {rk.rank} still running after {timeout} s (hang); stderr:\n"
-                                 + "\n".join(f"[{o.rank}] {e[1][-2000:]}" for o, e in zip(ranks, outs)))
+            tails = "\n".join(f"[{o.rank}] {o.proc.communicate()[1][-2000:]}" for o in ranks)
+            raise AssertionError(f"rank {rk.rank} still running after {timeout} s (hang); "
+                                 f"stderr:\n{tails}") from e
         rk.ended = time.monotonic()
 
 

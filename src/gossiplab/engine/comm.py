@@ -42,7 +42,7 @@ class Comm:
         self.launch = launch
         self.rank = launch.rank
         self.world_size = launch.world_size
-        self.nodes = nodes
+        self.nodes = nodes  # m: the layout of the run (a driver may train several node counts)
         self.backend = backend
         self.device = device
         self.timeout = timeout
@@ -150,7 +150,7 @@ class Comm:
 
     def abort(self, reason: str) -> None:
         """Record that this rank stops on its own error (the others will name it)."""
-        self.liveness.abort(self.rank, reason)
+        self.liveness.abort(self.rank, reason, failed=True)
 
     @property
     def hosts_store(self) -> bool:
@@ -181,6 +181,9 @@ def choose_backend(name: str, device: torch.device) -> str:
     if name == "nccl" and device.type != "cuda":
         raise ConfigError("engine.dist_backend = 'nccl' needs engine.device = 'cuda' "
                           "(NCCL moves GPU tensors)")
+    if name == "gloo" and device.type == "cuda":
+        raise ConfigError("engine.dist_backend = 'gloo' cannot send GPU tensors point-to-point; "
+                          "use 'nccl' (or 'auto') with engine.device = 'cuda'")
     return name
 
 

@@ -88,13 +88,14 @@ class Liveness:
 
     # -- abort records --------------------------------------------------------------------------
 
-    def abort(self, root: int | None, reason: str) -> None:
+    def abort(self, root: int | None, reason: str, failed: bool = False) -> None:
         """Tell the others why this rank stops (``root``: the rank it blames, itself for its own
-        error, None when unknown). Best effort: the store may be gone too."""
+        error, None when unknown; ``failed``: the root failed with an error rather than
+        vanished). Best effort: the store may be gone too."""
         if self.aborted:
             return
         self.aborted = True
-        rec = json.dumps({"rank": self.rank, "root": root, "reason": reason})
+        rec = json.dumps({"rank": self.rank, "root": root, "reason": reason, "failed": failed})
         with contextlib.suppress(Exception):
             self.store.append("aborts", rec + "\n")
 
@@ -114,15 +115,14 @@ class Liveness:
 
     # -- errors ---------------------------------------------------------------------------------
 
-    def lost(self, root: int | None, reason: str, what: str) -> PeerLost:
+    def lost(self, root: int | None, reason: str, what: str, failed: bool = False) -> PeerLost:
         """The error naming the lost rank; recorded first so that the others name it too."""
-        self.abort(root, reason)
+        self.abort(root, reason, failed)
         if root is None:
             return PeerLost(f"rank {self.rank} lost contact with the other ranks during {what}: {reason}")
-        if root == self.rank:
-            return PeerLost(f"rank {root} ({self.describe(root)}) failed: {reason}", root)
-        return PeerLost(f"lost rank {root} ({self.describe(root)}): {reason}; rank {self.rank} "
-                        f"stops (it was in {what})", root)
+        head = (f"rank {root} ({self.describe(root)}) failed: {reason}" if failed
+                else f"lost rank {root} ({self.describe(root)}): {reason}")
+        return PeerLost(f"{head}; rank {self.rank} stops (it was in {what})", root)
 
     def _from_records(self, recs: dict[int, dict], what: str, prefer: int | None = None) -> PeerLost:
         if prefer is not None and prefer in recs:
@@ -130,7 +130,8 @@ class Liveness:
         else:  # a record that names its root beats one that does not
             rec = min(recs.values(), key=lambda r: (r.get("root") is None, r["rank"]))
         root = rec.get("root")
-        return self.lost(None if root is None else int(root), rec["reason"], what)
+        return self.lost(None if root is None else int(root), rec["reason"], what,
+                         bool(rec.get("failed")))
 
     def _store_lost(self, what: str, detail: str) -> PeerLost:
         self.aborted = True  # nothing can be recorded any more

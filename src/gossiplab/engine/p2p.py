@@ -3,8 +3,9 @@
 Rank p holds the rows of its nodes ``[lo, hi)``. For round r it sends to every rank that owns a
 neighbour of one of its nodes (under W_r) the rows those neighbours need, as one contiguous buffer,
 receives the rows it needs the same way (one ``batch_isend_irecv`` for the whole round), and
-returns ``W_r[lo:hi, cols] @ [own rows; received rows]``. Every gossip scheme (plain, Chebyshev,
-finite-time...) sees only ``mix(x, r)`` and so runs unchanged on this engine.
+returns ``W_r[lo:hi, own] @ own rows + W_r[lo:hi, received] @ received rows``. Every gossip
+scheme (plain, Chebyshev, finite-time...) sees only ``mix(x, r)`` and so runs unchanged on this
+engine, whatever it mixes (several vectors per round: any trailing shape).
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ class RoundPlan:
     weights: np.ndarray  # W_r[lo:hi, own nodes + received nodes]
     _torch: dict = field(default_factory=dict, repr=False)
 
-    def operator(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    def operators(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_r[lo:hi, own], W_r[lo:hi, received]) as tensors."""
         key = (dtype, device)
         if key not in self._torch:
-            self._torch[key] = torch.as_tensor(self.weights, dtype=dtype, device=device)
+            w = torch.as_tensor(self.weights, dtype=dtype, device=device)
+            k = w.shape[0]
+            self._torch[key] = (w[:, :k].contiguous(), w[:, k:].contiguous())
         return self._torch[key]
 
 
@@ -63,6 +67,7 @@ class NeighbourMixer:
         self.topology = topology
         self.comm = comm
         self._plans: dict[int, RoundPlan] = {}
+        self._recv: dict[tuple, torch.Tensor] = {}  # receive buffers, reused (internal only)
         self.calls = 0
         self.bytes_sent = 0
         self.messages = 0
@@ -82,16 +87,22 @@ class NeighbourMixer:
         flat = x.reshape(k, -1)
         if not flat.is_contiguous():
             flat = flat.contiguous()
-        ext = torch.empty(k + plan.received, flat.shape[1], dtype=flat.dtype, device=flat.device)
-        ext[:k] = flat
+        key = (plan.received, flat.shape[1], flat.dtype, flat.device)
+        recv = self._recv.get(key)
+        if recv is None:
+            recv = self._recv[key] = torch.empty(key[:2], dtype=flat.dtype, device=flat.device)
         sends = []
         for p, rows in plan.sends:
             a, b = int(rows[0]), int(rows[-1]) + 1
             buf = flat[a:b] if b - a == len(rows) else flat[torch.as_tensor(rows, device=flat.device)]
             sends.append((p, buf))
-        recvs = [(p, ext[k + off:k + off + n]) for p, off, n in plan.recvs]
+        recvs = [(p, recv[off:off + n]) for p, off, n in plan.recvs]
         self.comm.exchange(sends, recvs, what=f"gossip round {r}")
         self.calls += 1
         self.messages += len(sends)
         self.bytes_sent += sum(t.numel() * t.element_size() for _, t in sends)
-        return (plan.operator(flat.dtype, flat.device) @ ext).view(x.shape)
+        own, received = plan.operators(flat.dtype, flat.device)
+        out = own @ flat
+        if plan.received:
+            out.addmm_(received, recv)
+        return out.view(x.shape)
