@@ -20,6 +20,10 @@ from gossiplab.metrics import Evaluator
 
 
 def main(out: Path, cases: dict[str, list[str]]) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _schemes
+
+    _schemes.register()
     comm = None
     for case, overrides in cases.items():
         cfg = load_config(None, overrides)

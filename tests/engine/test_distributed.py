@@ -1,6 +1,7 @@
 """The distributed engine against the simulator: 4 processes on loopback (gloo), same config and
 seeds, same answer. One launch trains every case (ring and time-varying one-peer exponential
-graphs, Q in {1, 3}, one node per process and blocks of nodes, and the centralized baseline);
+graphs, Q in {1, 3}, one node per process and blocks of nodes, a stateful scheme that mixes two
+vectors per round, and the centralized baseline);
 each case is then replayed by the simulator in this process and compared.
 
 Tolerance (float32, 20 iterations): final parameters within atol 1e-5 + rtol 1e-4 of the
@@ -19,7 +20,9 @@ from gossiplab.engine.simulator import Simulator
 from gossiplab.experiments.runner import train
 from gossiplab.experiments.setup import prepare
 
-from . import _launch
+from . import _launch, _schemes
+
+_schemes.register()
 
 WORLD = 4
 COMMON = [
@@ -38,6 +41,9 @@ CASES = {
                 "optim.momentum=0.9", "optim.weight_decay=0.001"],
     "onepeer-q3": ["topology.name='exp_onepeer'", "topology.nodes=16", "algorithm.gossip_steps=3",
                    "data.augment=true", "optim.schedule='inverse_t'", "data.samples_per_node=30"],
+    # a stateful scheme mixing two vectors per round (the shape of Chebyshev / finite-time gossip)
+    "two-term-q3": ["topology.name='ring'", "topology.nodes=8", "algorithm.gossip_steps=3",
+                    "algorithm.gossip='test_two_term'", "data.partition='iid'"],
 }
 ALGORITHMS = ("dsgd_mgs", "centralized")
 

@@ -5,7 +5,8 @@ neighbour of one of its nodes (under W_r) the rows those neighbours need, as one
 receives the rows it needs the same way (one ``batch_isend_irecv`` for the whole round), and
 returns ``W_r[lo:hi, own] @ own rows + W_r[lo:hi, received] @ received rows``. Every gossip
 scheme (plain, Chebyshev, finite-time...) sees only ``mix(x, r)`` and so runs unchanged on this
-engine, whatever it mixes (several vectors per round: any trailing shape).
+engine, whatever it mixes (several vectors per round: concatenated along the columns, as the
+simulator's ``MatrixMixer`` expects).
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def plan_round(w: np.ndarray, comm: Comm) -> RoundPlan:
 
 
 class NeighbourMixer:
-    """``mix(x, r)`` over processes. ``x``: this rank's rows ``[hi - lo, ...]`` (any trailing
-    shape and dtype; a scheme may mix several vectors per round). Counts what it sends."""
+    """``mix(x, r)`` over processes. ``x``: this rank's rows ``[hi - lo, D]`` (any D and dtype;
+    trailing dimensions are flattened). Counts what it sends."""
 
     def __init__(self, topology: Topology, comm: Comm):
         self.topology = topology
