@@ -104,8 +104,9 @@ def test_resume_after_a_kill_gives_the_uninterrupted_models(reference, killed):
 
 
 def test_a_hung_rank_stops_the_others_after_the_timeout(tmp_path):
-    ranks = _launch.start(["run", "--engine", "distributed", "--quiet", "--out", str(tmp_path), *ARGS,
-                           "--set", "engine.timeout=5"], WORLD, fault=("stop", 1, 13))
+    ranks = _launch.start(["run", "--quiet", "--out", str(tmp_path), *ARGS,
+                           "--set", "engine.name='distributed'", "--set", "engine.timeout=5"],
+                          WORLD, fault=("stop", 1, 13))
     try:
         _launch.wait(ranks, timeout=300, skip={1})
     finally:
@@ -144,3 +145,10 @@ def test_distributed_engine_without_a_launcher_says_how_to_start_it(tmp_path):
                         str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2
     assert "launch it with torchrun" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_command_line_mistakes_are_one_line_errors(tmp_path, capsys):
+    assert cli_main(["run", "--resume", "--out", str(tmp_path)]) == 2
+    assert "only the distributed engine" in capsys.readouterr().err
+    assert cli_main(["launch", "-n", "2"]) == 2
+    assert "give the command for the ranks" in capsys.readouterr().err
