@@ -148,8 +148,9 @@ class EngineConfig(Section):
     )
     timeout: float = Field(
         30.0, gt=0,
-        description="Distributed engine: seconds to wait for a peer (rendezvous, gossip round, "
-        "collective) before stopping with an error naming the lost rank.",
+        description="Distributed engine: seconds to wait for a peer (gossip round, collective, "
+        "heartbeat) before stopping with an error naming the lost rank; the rendezvous waits at "
+        "least 60 s for every process to join.",
     )
 
 

@@ -105,7 +105,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_models(reference, killed):
 
 def test_a_hung_rank_stops_the_others_after_the_timeout(tmp_path):
     ranks = _launch.start(["run", "--quiet", "--out", str(tmp_path), *ARGS,
-                           "--set", "engine.name='distributed'", "--set", "engine.timeout=5"],
+                           "--set", "engine.name='distributed'", "--set", "engine.timeout=10"],
                           WORLD, fault=("stop", 1, 13))
     try:
         _launch.wait(ranks, timeout=300, skip={1})

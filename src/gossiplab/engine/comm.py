@@ -28,6 +28,8 @@ from gossiplab.engine.rendezvous import (
 )
 from gossiplab.errors import ConfigError, UserError
 
+RENDEZVOUS_MIN = 60.0  # processes may start seconds apart: joining waits at least this long
+
 
 def block(m: int, world: int, rank: int) -> tuple[int, int]:
     """Nodes [lo, hi) of ``rank``: m nodes in ``world`` consecutive blocks of near-equal size."""
@@ -216,8 +218,9 @@ def connect(cfg: Config) -> Comm:
     device = rank_device(e.device, launch.local_rank)
     backend = choose_backend(e.dist_backend, device)
     timeout = e.timeout
-    store, sock = open_store(launch, timeout)
-    beat_store, _ = open_store(launch, timeout, server=False)
+    joining = max(timeout, RENDEZVOUS_MIN)
+    store, sock = open_store(launch, joining)
+    beat_store, _ = open_store(launch, joining, server=False)
     prefix = f"gossiplab/{launch.attempt}"
     main, beats = dist.PrefixStore(prefix, store), dist.PrefixStore(prefix, beat_store)
     hosts: list[str] = []
@@ -231,7 +234,7 @@ def connect(cfg: Config) -> Comm:
                         store_host=None if launch.agent_store else 0)
     main.set(f"host/{launch.rank}", socket.gethostname())
     liveness.start()
-    _join(main, launch, timeout)
+    _join(main, launch, joining)
     hosts = [main.get(f"host/{r}").decode() for r in range(launch.world_size)]
     comm = Comm(launch, nodes=m, backend=backend, device=device, timeout=timeout, store=main,
                 liveness=liveness, hosts=hosts, closers=closers)
@@ -259,7 +262,7 @@ def _join(store, launch: Launch, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise UserError(
                 f"rendezvous at {launch.where}: only {joined} of {launch.world_size} processes "
-                f"joined within {timeout:g} s (engine.timeout); start all of them with the same "
+                f"joined within {timeout:g} s; start all of them with the same "
                 "MASTER_ADDR, MASTER_PORT and WORLD_SIZE"
             )
         time.sleep(0.05)

@@ -222,10 +222,14 @@ class _Run:
             hooks.append(_Replay(record, elapsed))
         if writer is not None:
             hooks.append(_MetricsLog(writer))
-        hooks.append(ckpt.CheckpointHook(out, self.rank, cfg.config_hash(), elapsed))
+        # Waits in gloo carry engine.timeout; the steps that take one rank longer than the others
+        # (writing files, building the evaluator) end in a store barrier, which waits on heartbeats.
+        hooks.append(ckpt.CheckpointHook(out, self.rank, cfg.config_hash(), elapsed,
+                                         sync=lambda: comm.barrier(f"checkpoint/{name}")))
         evaluator = DistributedEvaluator(
             comm, Evaluator(setup.dataset, setup.partition.union(), cfg.eval) if self.rank == 0 else None,
             cfg.eval.max_nodes)
+        comm.barrier(f"start/{name}")
         start_iteration, start_bytes = engine.iteration, engine.mixer.bytes_sent
         try:
             result = train(setup, name, hooks=hooks, sim=engine, evaluator=evaluator)

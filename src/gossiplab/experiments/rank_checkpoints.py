@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -113,11 +114,13 @@ class CheckpointHook(Hook):
     """After each evaluation, this rank's engine state (rank 0 adds the evaluation record, which
     a resume replays); keeps the last :data:`KEEP` per algorithm."""
 
-    def __init__(self, out: Path, rank: int, config_hash: str, elapsed_offset: float = 0.0):
+    def __init__(self, out: Path, rank: int, config_hash: str, elapsed_offset: float = 0.0,
+                 sync: Callable[[], None] | None = None):
         self.out = Path(out)
         self.rank = rank
         self.config_hash = config_hash
         self.offset = elapsed_offset
+        self.sync = sync  # after writing: wait for the other ranks (a slow disk is not a lost peer)
         self.t0 = time.perf_counter()
 
     def on_start(self, sim) -> None:
@@ -130,6 +133,8 @@ class CheckpointHook(Hook):
         state["elapsed"] = self.offset + time.perf_counter() - self.t0
         save_checkpoint(path(self.out, sim.name, self.rank, sim.iteration), state)
         prune(self.out, sim.name, self.rank)
+        if self.sync is not None:
+            self.sync()
 
     def on_end(self, sim, result) -> None:
         if result.status == "ok":
