@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "gossiplab.commands.config",
     "gossiplab.commands.stability",
     "gossiplab.commands.theory",
+    "gossiplab.commands.launch",
 ]
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         print(f"gossiplab: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_status
     except KeyboardInterrupt:
         print("gossiplab: interrupted", file=sys.stderr)
         return 130

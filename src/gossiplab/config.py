@@ -138,12 +138,25 @@ class SeedsConfig(Section):
 class EngineConfig(Section):
     """Where and how the computation runs."""
 
-    name: Literal["simulator"] = Field("simulator", description="simulator")
+    name: Literal["simulator", "distributed"] = Field(
+        "simulator",
+        description="simulator (one process, all nodes) | distributed (torch.distributed, one "
+        "process per node or per block of nodes; start with torchrun or `gossiplab launch`)",
+    )
     backend: Literal["auto", "loop", "vmap"] = Field(
         "auto", description="Per-node forward/backward: loop (CPU), vmap (GPU); auto picks."
     )
     device: str = Field("cpu", description="cpu | cuda | cuda:N | auto")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default.")
+    dist_backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="Distributed engine: torch.distributed backend; auto = nccl on CUDA, gloo on CPU."
+    )
+    timeout: float = Field(
+        30.0, gt=0,
+        description="Distributed engine: seconds to wait for a peer (gossip round, collective, "
+        "heartbeat) before stopping with an error naming the lost rank; the rendezvous waits at "
+        "least 60 s for every process to join.",
+    )
 
 
 class StabilityConfig(Section):

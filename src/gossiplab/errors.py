@@ -6,6 +6,8 @@ from __future__ import annotations
 class UserError(Exception):
     """Bad input (config, file, data). Printed as one line, exit status 2, no traceback."""
 
+    exit_status = 2
+
 
 class ConfigError(UserError):
     """A configuration value or key is invalid."""
@@ -26,3 +28,14 @@ class Diverged(Exception):
         super().__init__(f"training diverged at iteration {iteration}: non-finite {what}")
         self.iteration = iteration
         self.what = what
+
+
+class PeerLost(UserError):
+    """A distributed run lost a process (it died, hung or failed): printed as one line naming the
+    lost rank, exit status 3. ``rank`` is None when the lost rank could not be identified."""
+
+    exit_status = 3
+
+    def __init__(self, message: str, rank: int | None = None):
+        super().__init__(message)
+        self.rank = rank

@@ -27,6 +27,13 @@ def score(module: nn.Module, ds: Dataset, x: torch.Tensor, y: torch.Tensor,
     return total_loss / max(n, 1), correct / max(n, 1)
 
 
+def scored_nodes(models: int, max_nodes: int) -> list[int]:
+    """The nodes whose own models are scored: all of them, or ``max_nodes`` evenly spaced."""
+    if models <= max_nodes:
+        return list(range(models))
+    return sorted({int(round(v)) for v in np.linspace(0, models - 1, max_nodes)})
+
+
 def _stats(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
     return {"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
@@ -64,9 +71,7 @@ class Evaluator:
         self._avg_module: nn.Module | None = None
 
     def node_ids(self, models: int) -> list[int]:
-        if models <= self.cfg.max_nodes:
-            return list(range(models))
-        return sorted({int(round(v)) for v in np.linspace(0, models - 1, self.cfg.max_nodes)})
+        return scored_nodes(models, self.cfg.max_nodes)
 
     def score_module(self, module: nn.Module, full: bool = True) -> dict[str, float]:
         bs = self.cfg.batch_size
@@ -89,13 +94,20 @@ class Evaluator:
         """Metrics of replica 0 of a :class:`~gossiplab.engine.simulator.Simulator`."""
         k = sim.models_per_replica
         params = sim.replica_params(0)
-        avg = self.score_module(self.average_module(sim.stack, params.mean(0)), full=True)
-        node_scores = [self.score_module(sim.stack.modules[i], full=False)
-                       for i in self.node_ids(k)]
+        return self.report(sim.stack, params.mean(0),
+                           (sim.stack.modules[i] for i in self.node_ids(k)),
+                           sim.stack.consensus_distance(slice(0, k)))
+
+    def report(self, stack, average: torch.Tensor, node_modules, consensus: float) -> dict:
+        """The metrics record from the averaged parameter vector, the modules of the scored nodes
+        (those of :meth:`node_ids`, in order; any iterable) and the consensus distance. Engines
+        that hold the models elsewhere (the distributed engine) assemble these and call this."""
+        avg = self.score_module(self.average_module(stack, average), full=True)
+        node_scores = [self.score_module(mod, full=False) for mod in node_modules]
         nodes = {key: _stats([s[key] for s in node_scores]) for key in avg}
         return {
             "avg_model": avg,
             "nodes": nodes,
             **gaps(avg),
-            "consensus_distance": sim.stack.consensus_distance(slice(0, k)),
+            "consensus_distance": consensus,
         }

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+import traceback
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from gossiplab.commands.common import add_config_options, config_from_args
+from gossiplab.errors import UserError
 
 
 def register(sub) -> None:
@@ -19,6 +23,12 @@ def register(sub) -> None:
                         "(default: runs/<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or table")
+    p.add_argument("--engine", choices=["simulator", "distributed"],
+                   help="shorthand for --set engine.name=...; 'distributed' runs under torchrun, "
+                        "one process per node or block of nodes")
+    p.add_argument("--resume", action="store_true",
+                   help="distributed engine: continue the interrupted run in --out from its "
+                        "newest checkpoint")
     p.set_defaults(func=run)
 
 
@@ -66,7 +76,14 @@ def run(args) -> int:
     from gossiplab.experiments.progress import ProgressHook, make_progress
     from gossiplab.experiments.runner import check_output_dir, run_experiment
 
+    if args.engine:
+        args.overrides = [*args.overrides, f"engine.name='{args.engine}'"]
     cfg = config_from_args(args)
+    if cfg.engine.name == "distributed":
+        return run_distributed_command(args, cfg)
+    if args.resume:
+        raise UserError("--resume: only the distributed engine (--engine distributed) resumes "
+                        "interrupted runs so far")
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     check_output_dir(out, args.overwrite)
     console = Console(stderr=True, quiet=args.quiet)
@@ -76,6 +93,11 @@ def run(args) -> int:
             cfg, out, overwrite=args.overwrite,
             hooks=lambda name: [] if args.quiet else [ProgressHook(progress, _label(cfg, name))],
         )
+    _report(args, cfg, summary, out)
+    return 0
+
+
+def _report(args, cfg, summary: dict, out) -> None:
     if not args.quiet:
         out_console = Console()
         out_console.print(summary_table(cfg, summary))
@@ -84,4 +106,34 @@ def run(args) -> int:
         if r["status"] != "ok":
             Console(stderr=True).print(
                 f"[yellow]warning:[/] {name} diverged at iteration {r['diverged_at']}")
+
+
+def run_distributed_command(args, cfg) -> int:
+    """One rank of a distributed run (launched by torchrun). Rank 0 shows progress, writes the
+    results and prints the table. A failure after joining ends the process at once (after its
+    one-line error), so that no rank can hang in communication teardown."""
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's own retry chatter
+    from gossiplab.experiments.distributed import run_distributed
+    from gossiplab.experiments.progress import ProgressHook, make_progress
+
+    rank = os.environ.get("RANK", "0")
+    quiet = args.quiet or rank != "0"
+    progress = make_progress(Console(stderr=True, quiet=quiet))
+    try:
+        with progress:
+            summary = run_distributed(
+                cfg, args.out, overwrite=args.overwrite, resume=args.resume,
+                hooks=lambda name: [] if quiet else [ProgressHook(progress, _label(cfg, name))],
+            )
+    except BaseException as e:  # noqa: BLE001 - every failure ends this rank, with one line
+        if args.debug or not isinstance(e, UserError | KeyboardInterrupt):
+            traceback.print_exc()
+        msg = "interrupted" if isinstance(e, KeyboardInterrupt) else f"error: {e}"
+        print(f"gossiplab: {msg}" + ("" if rank == "0" else f" [rank {rank}]"), file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(e.exit_status if isinstance(e, UserError) else 130 if isinstance(e, KeyboardInterrupt)
+                 else 1)
+    if summary is not None:
+        _report(args, cfg, summary, summary["distributed"]["out"])
     return 0

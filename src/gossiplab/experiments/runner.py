@@ -65,11 +65,15 @@ def eval_points(iterations: int, every: int) -> set[int]:
 
 
 def train(setup: Setup, algorithm: str | None = None, *, hooks: list[Hook] | tuple = (),
-          sim: Simulator | None = None) -> RunResult:
-    """Train one algorithm for ``cfg.train.iterations`` iterations with periodic evaluation."""
+          sim: Simulator | None = None, evaluator: Any = None) -> RunResult:
+    """Train one algorithm for ``cfg.train.iterations`` iterations with periodic evaluation.
+
+    ``sim`` is any engine with the simulator's training interface (the distributed engine passes
+    itself); ``evaluator`` anything with ``evaluate(sim) -> dict`` (default: :class:`Evaluator`)."""
     cfg = setup.cfg
     sim = sim or Simulator(setup, algorithm)
-    evaluator = Evaluator(setup.dataset, setup.partition.union(), cfg.eval)
+    if evaluator is None:
+        evaluator = Evaluator(setup.dataset, setup.partition.union(), cfg.eval)
     T = cfg.train.iterations
     points = eval_points(T, cfg.eval.every)
     result = RunResult(algorithm=sim.name)
@@ -167,10 +171,7 @@ def run_experiment(cfg: Config, out: str | Path | None = None, *,
     env = environment()
     writer = None
     if out_path is not None:
-        atomic_write_json(out_path / "config.json", {
-            "config": cfg.to_dict(), "config_hash": cfg.config_hash(),
-            "seeds": cfg.seeds.model_dump(), "setup": described, "environment": env,
-        })
+        atomic_write_json(out_path / "config.json", config_record(cfg, described, env))
         writer = JsonlWriter(out_path / "metrics.jsonl")
     results: dict[str, RunResult] = {}
     try:
@@ -180,20 +181,34 @@ def run_experiment(cfg: Config, out: str | Path | None = None, *,
     finally:
         if writer is not None:
             writer.close()
+    summary = summary_record(cfg, results, described, env, time.perf_counter() - t0)
+    if out_path is not None:
+        atomic_write_json(out_path / "summary.json", summary)
+    return summary
+
+
+def config_record(cfg: Config, described: dict, env: dict) -> dict[str, Any]:
+    """The content of ``config.json`` (shared by both engines, so their outputs have one shape)."""
+    return {
+        "config": cfg.to_dict(), "config_hash": cfg.config_hash(),
+        "seeds": cfg.seeds.model_dump(), "setup": described, "environment": env,
+    }
+
+
+def summary_record(cfg: Config, results: dict[str, RunResult], described: dict, env: dict,
+                   wall_seconds: float) -> dict[str, Any]:
+    """The content of ``summary.json`` (shared by both engines)."""
     main = results[cfg.algorithm.name]
-    summary: dict[str, Any] = {
+    return {
         "status": main.status,
         "algorithm": cfg.algorithm.name,
         "config_hash": cfg.config_hash(),
         "final": main.final,
         "diverged_at": main.diverged_at,
-        "wall_seconds": time.perf_counter() - t0,
+        "wall_seconds": wall_seconds,
         "runs": {n: r.summary() for n, r in results.items()},
         "topology": described["topology"],
         "heterogeneity": described["partition"],
         "seeds": cfg.seeds.model_dump(),
         "environment": env,
     }
-    if out_path is not None:
-        atomic_write_json(out_path / "summary.json", summary)
-    return summary

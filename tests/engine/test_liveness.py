@@ -1,0 +1,73 @@
+"""Naming the lost rank: abort records, heartbeats and waits, on a real store (in process)."""
+
+import datetime
+import json
+
+import pytest
+import torch.distributed as dist
+
+from gossiplab.engine import liveness as lv
+from gossiplab.errors import PeerLost
+
+from ._launch import free_port
+
+
+@pytest.fixture
+def store():
+    s = dist.TCPStore("127.0.0.1", free_port(), is_master=True, wait_for_workers=False,
+                      timeout=datetime.timedelta(seconds=10))
+    return dist.PrefixStore("t", s)
+
+
+def rank_of(store, rank, world=4, timeout=2.0):
+    return lv.Liveness(store, store, rank, world, timeout, lambda r: f"node {r}, host h", store_host=None)
+
+
+def test_a_peer_that_recorded_why_it_stopped_is_not_blamed(store):
+    rank_of(store, 2).lost(3, "its connection closed (the process died)", "gossip round 7")
+    err = rank_of(store, 1).diagnose(2, "gossip round 7", RuntimeError("Connection closed by peer"))
+    assert err.rank == 3 and str(err).startswith("lost rank 3 (node 3, host h): its connection closed")
+    # the record is JSON (no pickle travels between ranks) and names the root for the next rank
+    recs = [json.loads(line) for line in store.get("aborts").decode().splitlines()]
+    why = "its connection closed (the process died)"
+    assert recs == [{"rank": 2, "root": 3, "reason": why, "failed": False},
+                    {"rank": 1, "root": 3, "reason": why, "failed": False}]
+
+
+def test_a_peer_that_vanished_without_a_record_is_the_lost_one(store):
+    err = rank_of(store, 0).diagnose(1, "gossip round 3", RuntimeError("Connection reset by peer"))
+    assert err.rank == 1 and "died" in str(err) and "gossip round 3" in str(err)
+    err = rank_of(store, 2).diagnose(3, "round 1", RuntimeError("Timed out waiting 2000ms for recv"))
+    assert err.rank == 3 and "did not answer for 2 s" in str(err)
+
+
+def test_a_failed_collective_names_the_rank_whose_heartbeat_stopped(store):
+    ranks = [rank_of(store, r) for r in range(3)]
+    ranks[0].start()
+    ranks[2].start()
+    ranks[1]._beat()  # rank 1 beat once, then went silent
+    try:
+        err = ranks[0].diagnose(None, "iteration 5 (loss)", RuntimeError("Connection closed by peer"))
+    finally:
+        ranks[0].stop()
+        ranks[2].stop()
+    assert isinstance(err, PeerLost) and err.rank == 1 and "no heartbeat" in str(err)
+
+
+def test_waiting_on_a_silent_rank_ends_after_the_timeout(store):
+    waiting, silent = rank_of(store, 0, timeout=1.0), rank_of(store, 1, timeout=1.0)
+    silent._beat()
+    with pytest.raises(PeerLost, match=r"lost rank 1 \(node 1, host h\): no heartbeat for 1 s"):
+        waiting.wait_until(lambda: False, [1], "waiting for rank 1 (eval)")
+
+
+def test_waiting_ends_when_another_rank_records_an_abort(store):
+    waiting, failing = rank_of(store, 0, timeout=30), rank_of(store, 2)
+    failing.start()
+    failing.abort(2, "ConfigError: bad", failed=True)
+    try:
+        with pytest.raises(PeerLost, match=r"rank 2 \(node 2, host h\) failed: ConfigError: bad") as e:
+            waiting.wait_until(lambda: False, [1, 2], "barrier")
+    finally:
+        failing.stop()
+    assert e.value.rank == 2
