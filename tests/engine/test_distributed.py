@@ -44,6 +44,12 @@ CASES = {
     # a stateful scheme mixing two vectors per round (the shape of Chebyshev / finite-time gossip)
     "two-term-q3": ["topology.name='ring'", "topology.nodes=8", "algorithm.gossip_steps=3",
                     "algorithm.gossip='test_two_term'", "data.partition='iid'"],
+    # the built-in accelerated and finite-time schemes (ring of 8: 5 distinct eigenvalues, so
+    # exact averaging takes K - 1 = 4 rounds)
+    "chebyshev-q3": ["topology.name='ring'", "topology.nodes=8", "algorithm.gossip_steps=3",
+                     "algorithm.gossip='chebyshev'"],
+    "exact-q4": ["topology.name='ring'", "topology.nodes=8", "algorithm.gossip_steps=4",
+                 "algorithm.gossip='exact'"],
 }
 ALGORITHMS = ("dsgd_mgs", "centralized")
 
