@@ -11,16 +11,41 @@ import difflib
 import hashlib
 import json
 import tomllib
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gossiplab.errors import ConfigError
 
+PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+def _is_number_type(annotation: Any) -> bool:
+    """int, float, or a list / optional / constrained form of them."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _is_number_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list):
+        return any(_is_number_type(a) for a in typing.get_args(annotation) if a is not type(None))
+    return annotation in (int, float)
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: Any) -> Any:
+        # pydantic's lax mode reads true/false as 1/0; for a count or a rate that is a mistake
+        values = v if isinstance(v, list) else [v]
+        if (any(isinstance(x, bool) for x in values) and info.field_name is not None
+                and _is_number_type(cls.model_fields[info.field_name].annotation)):
+            raise ValueError("expected a number, got a boolean (true/false)")
+        return v
 
 
 class DataConfig(Section):
@@ -48,6 +73,13 @@ class DataConfig(Section):
     synthetic_test: int = Field(1000, ge=1, description="Synthetic data: test samples.")
     synthetic_classes: int = Field(10, ge=2, description="Synthetic data: classes.")
     synthetic_shape: list[int] = Field([1, 8, 8], description="Synthetic data: [C, H, W].")
+
+    @field_validator("synthetic_shape")
+    @classmethod
+    def _shape(cls, v: list[int]) -> list[int]:
+        if len(v) not in (1, 3) or min(v) < 1:
+            raise ValueError("must be [C, H, W] (or [D]) with positive entries")
+        return v
     synthetic_noise: float = Field(1.0, ge=0, description="Synthetic data: within-class noise.")
 
 
@@ -62,9 +94,10 @@ class TopologyConfig(Section):
     nodes: int = Field(16, ge=1, description="m: number of nodes.")
     mixing: str = Field("metropolis", description="metropolis | max_degree")
     laziness: float = Field(0.0, ge=0, lt=1, description="W <- (1-a) W + a I.")
-    shape: list[int] | None = Field(None, description="[rows, cols] for torus/grid.")
+    shape: list[PositiveInt] | None = Field(None, min_length=2, max_length=2,
+                                            description="[rows, cols] for torus/grid.")
     er_p: float = Field(0.3, gt=0, le=1, description="Edge probability for erdos_renyi.")
-    seed: int = Field(0, description="Seed for random graphs (erdos_renyi).")
+    seed: Seed = Field(0, description="Seed for random graphs (erdos_renyi).")
     edge_file: str | None = Field(None, description="Edge list ('u v' per line) for 'file'.")
     matrix_file: str | None = Field(None, description="Mixing matrix (.npy or text) for 'file'.")
 
@@ -73,7 +106,7 @@ class ModelConfig(Section):
     """The model every node trains."""
 
     name: str = Field("mlp", description="logreg | mlp | cnn | resnet18")
-    hidden: list[int] = Field([64], description="MLP hidden layer widths.")
+    hidden: list[PositiveInt] = Field([64], description="MLP hidden layer widths.")
     width: int = Field(32, ge=1, description="CNN base channels (ResNet-18: use 64).")
     gn_groups: int = Field(2, ge=1, description="GroupNorm groups in ResNet-18.")
 
@@ -125,9 +158,9 @@ class EvalConfig(Section):
 class SeedsConfig(Section):
     """Independent seeds: changing one leaves the others' randomness untouched."""
 
-    data: int = Field(0, description="Partition of the data over nodes.")
-    init: int = Field(0, description="Model initialisation (shared by all nodes).")
-    sampling: int = Field(0, description="Mini-batch indices and augmentation.")
+    data: Seed = Field(0, description="Partition of the data over nodes.")
+    init: Seed = Field(0, description="Model initialisation (shared by all nodes).")
+    sampling: Seed = Field(0, description="Mini-batch indices and augmentation.")
 
 
 class EngineConfig(Section):
@@ -153,13 +186,6 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
-
-    @field_validator("data")
-    @classmethod
-    def _shape(cls, v: DataConfig) -> DataConfig:
-        if len(v.synthetic_shape) not in (1, 3) or min(v.synthetic_shape) < 1:
-            raise ValueError("synthetic_shape must be [C, H, W] (or [D]) with positive entries")
-        return v
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -205,7 +231,8 @@ def _format_validation(e: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        msgs.append(f"config {loc}: {err['msg']}{got_s}")
+        msg = err["msg"].removeprefix("Value error, ")
+        msgs.append(f"config {loc}: {msg}{got_s}")
     return "; ".join(msgs)
 
 
@@ -252,6 +279,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); a config is TOML text"
+                          ) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from rich.console import Console
 from rich.table import Table
 
+from gossiplab.errors import UserError
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, build_topology, draw
+
+
+def _steps(text: str) -> int:
+    try:
+        q = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if q < 0:
+        raise argparse.ArgumentTypeError(f"gossip steps must be >= 0, got {q}")
+    return q
 
 
 def register(sub) -> None:
@@ -21,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="torus/grid shape")
     p.add_argument("--edge-file", help="edge list for 'file'")
     p.add_argument("--matrix-file", help="mixing matrix (.npy or text) for 'file'")
-    p.add_argument("-Q", "--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+    p.add_argument("-Q", "--steps", type=_steps, nargs="+", default=[1, 2, 4, 8, 16],
                    help="gossip steps Q for which to report lambda^Q")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--plot", metavar="FILE.png", help="save a picture of the graph")
@@ -36,7 +48,10 @@ def run(args) -> int:
     )
     info = topo.summary(tuple(args.steps))
     if args.plot:
-        draw(topo, args.plot)
+        try:
+            draw(topo, args.plot)
+        except (OSError, ValueError) as e:  # unwritable folder, unknown image format
+            raise UserError(f"--plot {args.plot}: cannot save the picture ({e})") from None
         info["plot"] = args.plot
     if args.json:
         print(json.dumps(info, indent=2))
