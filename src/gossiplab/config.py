@@ -203,21 +203,29 @@ def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
     return dict(model.model_fields)
 
 
+def _did_you_mean(key: str, model: type[BaseModel], prefix: str) -> str:
+    # name -> full key: this level's fields, and at the top also every section's fields by their
+    # own name, so a bare 'nodes' suggests 'topology.nodes' and 'topolgy' suggests 'topology'
+    names: dict[str, str] = {}
+    if not prefix:
+        for sec, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                for k in ann.model_fields:
+                    names.setdefault(k, f"{sec}.{k}")
+                    names[f"{sec}.{k}"] = f"{sec}.{k}"
+    names.update({k: f"{prefix}{k}" for k in model.model_fields})
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+    return f" (did you mean '{names[close[0]]}'?)" if close else ""
+
+
 def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str = "") -> None:
     """Reject unknown keys with a did-you-mean, before type validation."""
     fields = _section_fields(model)
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            candidates = [f"{prefix}{k}" for k in fields]
-            if not prefix:  # also suggest section.field for a bare field name
-                for sec, f in fields.items():
-                    ann = f.annotation
-                    if isinstance(ann, type) and issubclass(ann, BaseModel):
-                        candidates += [f"{sec}.{k}" for k in ann.model_fields]
-            close = difflib.get_close_matches(full, candidates, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key '{full}'{hint}")
+            raise ConfigError(f"unknown config key '{full}'{_did_you_mean(key, model, prefix)}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):

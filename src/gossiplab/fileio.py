@@ -92,7 +92,7 @@ def remove_file(path: str | Path) -> None:
         raise UserError(f"cannot remove {path}: {e.strerror or e}") from e
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.\.)+")
 
 
 def safe_filename(name: str) -> str:

@@ -9,7 +9,6 @@ import shutil
 
 import pytest
 import torch
-from run_outputs import assert_same_run, final_states
 
 from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.config import load_config
@@ -20,6 +19,7 @@ from gossiplab.experiments.checkpointing import (
     read_run_config,
 )
 from gossiplab.experiments.runner import Hook, run_experiment
+from run_outputs import assert_same_run, final_states
 
 OVERRIDES = ["topology.nodes=4", "optim.batch_size=8", "train.iterations=40", "eval.every=15",
              "optim.momentum=0.9", "data.sampling='shuffle'", "algorithm.gossip_steps=2"]
@@ -59,7 +59,7 @@ def reference(cfg, tmp_path_factory):
 def test_checkpoints_hold_the_final_models(cfg, reference):
     states = final_states(reference)
     assert sorted(states) == ["centralized", "dsgd_mgs"]
-    for name, st in states.items():
+    for st in states.values():
         assert st["done"] and st["iteration"] == 40 and st["result"]["status"] == "ok"
         assert st["config_hash"] == cfg.config_hash()
         assert [r["iteration"] for r in st["result"]["history"]] == [0, 15, 30, 40]

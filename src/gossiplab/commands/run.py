@@ -108,14 +108,15 @@ def run(args) -> int:
         raise UserError("--resume needs --out DIR, the folder of the interrupted run")
     if resume and not (Path(args.out) / "config.json").exists():
         # killed before it wrote anything: there is nothing to resume, so start it
-        Console(stderr=True).print(f"nothing to resume in {args.out}/ yet; starting the run")
+        Console(stderr=True, soft_wrap=True).print(f"nothing to resume in {args.out}/ yet; starting the run")
         resume = False
     if resume:
         out = Path(args.out)
         cfg = _resume_config(args, out)
         done = out / "summary.json"
         if done.is_file():
-            Console(stderr=True).print(f"the run in {out}/ is already complete; nothing to resume")
+            Console(stderr=True, soft_wrap=True).print(
+                f"the run in {out}/ is already complete; nothing to resume")
             if not args.quiet:
                 _print_summary(cfg, json.loads(done.read_text()), out)
             return 0
@@ -132,7 +133,7 @@ def run(args) -> int:
             hooks=lambda name: [] if args.quiet else [ProgressHook(progress, _label(cfg, name))],
         )
     if resume and not args.quiet:
-        Console(stderr=True).print("resumed: " + ", ".join(
+        Console(stderr=True, soft_wrap=True).print("resumed: " + ", ".join(
             f"{n} from iteration {it}" for n, it in summary["resumed_from"].items()))
     if not args.quiet:
         _print_summary(cfg, summary, out)
@@ -141,7 +142,7 @@ def run(args) -> int:
             ck = summary.get("checkpoints", {}).get(name)
             kept = (f"; last good state (iteration {ck['iteration']}) kept in {out / ck['path']}"
                     if ck else "")
-            Console(stderr=True).print(
+            Console(stderr=True, soft_wrap=True).print(
                 f"[yellow]warning:[/] {name} diverged at iteration {r['diverged_at']}{kept}")
     return 0
 
