@@ -260,3 +260,17 @@ def test_inconsistent_checkpoints_are_refused(cfg, interrupted):
     save_checkpoint(checkpoint_path(interrupted, "centralized"), {**dsgd, "algorithm": "centralized"})
     with pytest.raises(UserError, match="inconsistent"):
         run_experiment(cfg, interrupted, checkpoint_every=EVERY, resume=True)
+
+
+def test_overwrite_never_leaves_the_old_summary_beside_new_results(cfg, reference, tmp_path):
+    out = shutil.copytree(reference, tmp_path / "run")
+    other = load_config(None, [*OVERRIDES, "optim.lr=0.05"])
+    with pytest.raises(Crash):
+        run_experiment(other, out, overwrite=True, checkpoint_every=EVERY,
+                       hooks=crash_hooks("dsgd_mgs", 10))
+    # the folder now holds the new run's config.json and partial metrics: it must not look finished
+    assert not (out / "summary.json").exists()
+    assert json.loads((out / "config.json").read_text())["config_hash"] == other.config_hash()
+    assert not checkpoint_path(out, "centralized").exists()  # the old run's final model is gone too
+    run_experiment(other, out, checkpoint_every=EVERY, resume=True)
+    assert json.loads((out / "summary.json").read_text())["config_hash"] == other.config_hash()
