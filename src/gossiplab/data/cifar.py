@@ -93,6 +93,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def safe_load_batch(data: bytes, source: str) -> dict:
     """Unpickle one CIFAR batch with :class:`RestrictedUnpickler`; refuse anything else.
 
@@ -102,9 +107,10 @@ def safe_load_batch(data: bytes, source: str) -> dict:
     try:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise DataError(f"{source}: refused: {e}") from None
+        raise DataError(f"{source}: refused: {_one_line(e)}") from None
     except Exception as e:  # truncated or garbled pickles raise many types
-        raise DataError(f"{source}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
+        raise DataError(f"{source}: not a readable CIFAR batch ({type(e).__name__}: "
+                        f"{_one_line(e)})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{source}: not a CIFAR batch (a {type(obj).__name__}, expected a dict)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
