@@ -140,3 +140,24 @@ def test_cifar_archive_loads_or_refuses(blob, verify):
         else:
             event("loaded")
         assert sorted(p.name for p in Path(d).rglob("*")) == before  # nothing extracted to disk
+
+
+GZ_IDX = __import__("gzip").compress(bytes([0, 0, 8, 1]) + (200).to_bytes(4, "big") + bytes(range(200)))
+
+
+@SETTINGS
+@given(mutated(GZ_IDX))
+def test_damaged_gzip_idx_files_are_refused(blob):
+    from gossiplab.data.idx import read_idx_bytes
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "t10k-labels-idx1-ubyte.gz"
+        p.write_bytes(blob)
+        try:
+            data = read_idx_bytes(p)
+            parse_idx(data, str(p), ndim=1)
+        except DataError as e:
+            assert str(p) in str(e)
+            event("refused")
+        else:
+            event("loaded")

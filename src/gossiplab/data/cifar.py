@@ -18,6 +18,7 @@ import struct
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,8 +250,8 @@ def load_cifar(
                     data = fh.read()
                     check(f, data, f"{archive}:{spec.folder}/{f}")
                     files[f] = data
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise DataError(f"{archive}: not a readable .tar.gz archive ({e})") from None
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise DataError(f"{archive}: not a readable .tar.gz archive ({_one_line(e)})") from None
 
     def stack(names: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
