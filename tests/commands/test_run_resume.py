@@ -190,6 +190,7 @@ def test_divergence_through_the_cli(capsys, tmp_path):
     s = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert rc == 0 and s["status"] == "diverged"
     it = s["checkpoints"]["dsgd_mgs"]["iteration"]
+    assert 0 < it < s["diverged_at"]
     assert f"dsgd_mgs diverged at iteration {s['diverged_at']}" in err
     assert f"last good state (iteration {it}) kept in" in err
 
