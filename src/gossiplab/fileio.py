@@ -97,8 +97,8 @@ _UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.\.)+")
 
 def safe_filename(name: str) -> str:
     """A single path component derived from a config value: only ``[A-Za-z0-9._-]`` survive (runs of
-    anything else become ``_``), no leading dot, never empty, at most 100 characters. Whatever the
-    value, the result names a file *inside* the folder it is joined to."""
+    anything else, and of ``..``, become ``_``), no leading dot, never empty, at most 100
+    characters. Whatever the value, the result names a file *inside* the folder it is joined to."""
     s = _UNSAFE.sub("_", str(name)).lstrip(".")[:100]
     return s if s.strip("_") else "_"
 
