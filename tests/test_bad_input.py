@@ -357,3 +357,8 @@ def test_debug_shows_the_traceback(capsys, tmp_path, args):
     rc = main(["--debug", *[a.replace("{tmp}", str(tmp_path)) for a in args]])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback (most recent call last)" in err and "gossiplab: error:" in err
+
+
+def test_control_characters_in_a_name_stay_on_one_line(capsys, tmp_path):
+    rc, err, out = run_cli(capsys, tmp_path, ["topology", "ri\nng", "--json"])
+    assert_clear_error(rc, err, out, "unknown topology 'ri\\nng'")

@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if debug:
             traceback.print_exc()
-        print(f"gossiplab: error: {e}", file=sys.stderr)
+        msg = str(e)
+        if not msg.isprintable():  # one line, whatever a file name or value held
+            msg = msg.encode("unicode_escape").decode("ascii")
+        print(f"gossiplab: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gossiplab: interrupted", file=sys.stderr)

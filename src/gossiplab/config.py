@@ -203,6 +203,12 @@ def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
     return dict(model.model_fields)
 
 
+def shown(text: Any) -> str:
+    """User text for a one-line message: control characters (newlines...) escaped."""
+    s = str(text)
+    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
+
+
 def _did_you_mean(key: str, model: type[BaseModel], prefix: str) -> str:
     # name -> full key: this level's fields, and at the top also every section's fields by their
     # own name, so a bare 'nodes' suggests 'topology.nodes' and 'topolgy' suggests 'topology'
@@ -225,11 +231,11 @@ def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key '{full}'{_did_you_mean(key, model, prefix)}")
+            raise ConfigError(f"unknown config key '{shown(full)}'{_did_you_mean(key, model, prefix)}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{full}' must be a section (a TOML table)")
+                raise ConfigError(f"config key '{shown(full)}' must be a section (a TOML table)")
             check_keys(value, ann, prefix=f"{full}.")
 
 
@@ -240,7 +246,7 @@ def _format_validation(e: ValidationError) -> str:
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
         msg = err["msg"].removeprefix("Value error, ")
-        msgs.append(f"config {loc}: {msg}{got_s}")
+        msgs.append(shown(f"config {loc}: {msg}{got_s}"))
     return "; ".join(msgs)
 
 
@@ -262,16 +268,16 @@ def parse_value(text: str) -> Any:
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
-        raise ConfigError(f"--set expects key=value, got '{assignment}'")
+        raise ConfigError(f"--set expects key=value, got '{shown(assignment)}'")
     key, value = assignment.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
-        raise ConfigError(f"--set: malformed key '{key}'")
+        raise ConfigError(f"--set: malformed key '{shown(key)}'")
     node = raw
     for p in parts[:-1]:
         nxt = node.setdefault(p, {})
         if not isinstance(nxt, dict):
-            raise ConfigError(f"--set: '{p}' in '{key}' is not a section")
+            raise ConfigError(f"--set: '{shown(p)}' in '{shown(key)}' is not a section")
         node = nxt
     node[parts[-1]] = parse_value(value.strip())
 

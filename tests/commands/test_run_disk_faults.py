@@ -63,7 +63,7 @@ def fsync_calls(reference, tmp_path_factory):
     return n[0]
 
 
-@pytest.mark.parametrize("fraction", [0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0])
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.4, 0.75, 1.0])
 def test_disk_full_at_any_write_loses_nothing(reference, fsync_calls, tmp_path, monkeypatch,
                                               capsys, fraction):
     """The disk fills up at the k-th write (config.json, a metrics line, a checkpoint, the

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from gossiplab.algorithms import ALGORITHMS
-from gossiplab.config import Config
+from gossiplab.config import Config, shown
 from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
 from gossiplab.data.partition import PARTITIONERS, Partition, partition
 from gossiplab.errors import ConfigError
@@ -65,7 +65,8 @@ def _choice(key: str, kind: str, value: str, choices: Iterable[str]) -> None:
         return
     close = difflib.get_close_matches(value, choices, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"{key}: unknown {kind} '{value}'{hint}; choose one of: {', '.join(choices)}")
+    raise ConfigError(f"{key}: unknown {kind} '{shown(value)}'{hint}; choose one of: "
+                      f"{', '.join(choices)}")
 
 
 def check_names(cfg: Config) -> None:
