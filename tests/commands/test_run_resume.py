@@ -20,11 +20,12 @@ from gossiplab.checkpoint import load_checkpoint
 from gossiplab.cli import main
 from run_outputs import assert_same_run
 
-ARGS = ["--quiet", "--set", "topology.nodes=16", "--set", "train.iterations=400",
+# Kills per test run; GOSSIPLAB_KILLS=30 for a longer stress run (see docs/reliability.md), which
+# also lengthens the run so that it outlasts the kills.
+KILLS = int(os.environ.get("GOSSIPLAB_KILLS", "4"))
+ARGS = ["--quiet", "--set", "topology.nodes=16", "--set", f"train.iterations={max(400, 40 * KILLS)}",
         "--set", "eval.every=50", "--set", "optim.momentum=0.9", "--set", "data.sampling='shuffle'",
         "--set", "algorithm.gossip_steps=2", "--set", "engine.threads=1", "--checkpoint-every", "10"]
-# Kills per test run; GOSSIPLAB_KILLS=30 for a longer stress run (see docs/reliability.md).
-KILLS = int(os.environ.get("GOSSIPLAB_KILLS", "4"))
 
 
 def start(out, *extra, driver=None):
