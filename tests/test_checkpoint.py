@@ -1,8 +1,13 @@
+import io
 import os
 import pickle
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.config import load_config
@@ -43,3 +48,48 @@ def test_garbage_and_missing_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "g.pt")
     with pytest.raises(UserError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+# -- property-based: damaged files are refused with a UserError, never another exception ---------
+
+
+def _valid_blob() -> bytes:
+    buf = io.BytesIO()
+    torch.save({"format": "gossiplab-checkpoint-1", "iteration": 3,
+                "sim": {"params": torch.arange(12.0).view(3, 4)}, "history": [{"a": 1.5}]}, buf)
+    return buf.getvalue()
+
+
+VALID = _valid_blob()
+
+
+@st.composite
+def damaged(draw):
+    b = bytearray(VALID)
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(b) - 1))
+        op = draw(st.sampled_from(["flip", "cut", "truncate"]))
+        if op == "flip":
+            b[i] ^= draw(st.integers(1, 255))
+        elif op == "cut":
+            del b[i:i + draw(st.integers(1, 40))]
+        else:
+            del b[i:]
+            break
+    return bytes(b)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(damaged(), st.binary(max_size=300), st.just(VALID)))
+def test_damaged_checkpoints_load_or_are_refused(blob):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "c.pt"
+        p.write_bytes(blob)
+        try:
+            state = load_checkpoint(p)
+        except UserError as e:
+            assert str(p) in str(e) and "\n" not in str(e)
+            event("refused")
+        else:
+            event("loaded")
+            assert isinstance(state, dict) and state["format"] == "gossiplab-checkpoint-1"

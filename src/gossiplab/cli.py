@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if debug:
             traceback.print_exc()
-        print(f"gossiplab: error: {e}", file=sys.stderr)
+        msg = str(e)
+        if not msg.isprintable():  # one line, whatever a file name or value held
+            msg = msg.encode("unicode_escape").decode("ascii")
+        print(f"gossiplab: error: {msg}", file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         print("gossiplab: interrupted", file=sys.stderr)

@@ -11,16 +11,41 @@ import difflib
 import hashlib
 import json
 import tomllib
+import types
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gossiplab.errors import ConfigError
 
+PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+def _is_number_type(annotation: Any) -> bool:
+    """int, float, or a list / optional / constrained form of them."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _is_number_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list):
+        return any(_is_number_type(a) for a in typing.get_args(annotation) if a is not type(None))
+    return annotation in (int, float)
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: Any) -> Any:
+        # pydantic's lax mode reads true/false as 1/0; for a count or a rate that is a mistake
+        values = v if isinstance(v, list) else [v]
+        if (any(isinstance(x, bool) for x in values) and info.field_name is not None
+                and _is_number_type(cls.model_fields[info.field_name].annotation)):
+            raise ValueError("expected a number, got a boolean (true/false)")
+        return v
 
 
 class DataConfig(Section):
@@ -48,6 +73,13 @@ class DataConfig(Section):
     synthetic_test: int = Field(1000, ge=1, description="Synthetic data: test samples.")
     synthetic_classes: int = Field(10, ge=2, description="Synthetic data: classes.")
     synthetic_shape: list[int] = Field([1, 8, 8], description="Synthetic data: [C, H, W].")
+
+    @field_validator("synthetic_shape")
+    @classmethod
+    def _shape(cls, v: list[int]) -> list[int]:
+        if len(v) not in (1, 3) or min(v) < 1:
+            raise ValueError("must be [C, H, W] (or [D]) with positive entries")
+        return v
     synthetic_noise: float = Field(1.0, ge=0, description="Synthetic data: within-class noise.")
 
 
@@ -62,9 +94,10 @@ class TopologyConfig(Section):
     nodes: int = Field(16, ge=1, description="m: number of nodes.")
     mixing: str = Field("metropolis", description="metropolis | max_degree")
     laziness: float = Field(0.0, ge=0, lt=1, description="W <- (1-a) W + a I.")
-    shape: list[int] | None = Field(None, description="[rows, cols] for torus/grid.")
+    shape: list[PositiveInt] | None = Field(None, min_length=2, max_length=2,
+                                            description="[rows, cols] for torus/grid.")
     er_p: float = Field(0.3, gt=0, le=1, description="Edge probability for erdos_renyi.")
-    seed: int = Field(0, description="Seed for random graphs (erdos_renyi).")
+    seed: Seed = Field(0, description="Seed for random graphs (erdos_renyi).")
     edge_file: str | None = Field(None, description="Edge list ('u v' per line) for 'file'.")
     matrix_file: str | None = Field(None, description="Mixing matrix (.npy or text) for 'file'.")
 
@@ -73,7 +106,7 @@ class ModelConfig(Section):
     """The model every node trains."""
 
     name: str = Field("mlp", description="logreg | mlp | cnn | resnet18")
-    hidden: list[int] = Field([64], description="MLP hidden layer widths.")
+    hidden: list[PositiveInt] = Field([64], description="MLP hidden layer widths.")
     width: int = Field(32, ge=1, description="CNN base channels (ResNet-18: use 64).")
     gn_groups: int = Field(2, ge=1, description="GroupNorm groups in ResNet-18.")
 
@@ -130,9 +163,9 @@ class EvalConfig(Section):
 class SeedsConfig(Section):
     """Independent seeds: changing one leaves the others' randomness untouched."""
 
-    data: int = Field(0, description="Partition of the data over nodes.")
-    init: int = Field(0, description="Model initialisation (shared by all nodes).")
-    sampling: int = Field(0, description="Mini-batch indices and augmentation.")
+    data: Seed = Field(0, description="Partition of the data over nodes.")
+    init: Seed = Field(0, description="Model initialisation (shared by all nodes).")
+    sampling: Seed = Field(0, description="Mini-batch indices and augmentation.")
 
 
 class EngineConfig(Section):
@@ -199,13 +232,6 @@ class Config(Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
 
-    @field_validator("data")
-    @classmethod
-    def _shape(cls, v: DataConfig) -> DataConfig:
-        if len(v.synthetic_shape) not in (1, 3) or min(v.synthetic_shape) < 1:
-            raise ValueError("synthetic_shape must be [C, H, W] (or [D]) with positive entries")
-        return v
-
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -222,25 +248,39 @@ def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
     return dict(model.model_fields)
 
 
+def shown(text: Any) -> str:
+    """User text for a one-line message: control characters (newlines...) escaped."""
+    s = str(text)
+    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
+
+
+def _did_you_mean(key: str, model: type[BaseModel], prefix: str) -> str:
+    # name -> full key: this level's fields, and at the top also every section's fields by their
+    # own name, so a bare 'nodes' suggests 'topology.nodes' and 'topolgy' suggests 'topology'
+    names: dict[str, str] = {}
+    if not prefix:
+        for sec, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                for k in ann.model_fields:
+                    names.setdefault(k, f"{sec}.{k}")
+                    names[f"{sec}.{k}"] = f"{sec}.{k}"
+    names.update({k: f"{prefix}{k}" for k in model.model_fields})
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+    return f" (did you mean '{names[close[0]]}'?)" if close else ""
+
+
 def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str = "") -> None:
     """Reject unknown keys with a did-you-mean, before type validation."""
     fields = _section_fields(model)
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            candidates = [f"{prefix}{k}" for k in fields]
-            if not prefix:  # also suggest section.field for a bare field name
-                for sec, f in fields.items():
-                    ann = f.annotation
-                    if isinstance(ann, type) and issubclass(ann, BaseModel):
-                        candidates += [f"{sec}.{k}" for k in ann.model_fields]
-            close = difflib.get_close_matches(full, candidates, n=1, cutoff=0.6)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key '{full}'{hint}")
+            raise ConfigError(f"unknown config key '{shown(full)}'{_did_you_mean(key, model, prefix)}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{full}' must be a section (a TOML table)")
+                raise ConfigError(f"config key '{shown(full)}' must be a section (a TOML table)")
             check_keys(value, ann, prefix=f"{full}.")
 
 
@@ -250,7 +290,8 @@ def _format_validation(e: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        msgs.append(f"config {loc}: {err['msg']}{got_s}")
+        msg = err["msg"].removeprefix("Value error, ")
+        msgs.append(shown(f"config {loc}: {msg}{got_s}"))
     return "; ".join(msgs)
 
 
@@ -272,16 +313,16 @@ def parse_value(text: str) -> Any:
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
-        raise ConfigError(f"--set expects key=value, got '{assignment}'")
+        raise ConfigError(f"--set expects key=value, got '{shown(assignment)}'")
     key, value = assignment.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
-        raise ConfigError(f"--set: malformed key '{key}'")
+        raise ConfigError(f"--set: malformed key '{shown(key)}'")
     node = raw
     for p in parts[:-1]:
         nxt = node.setdefault(p, {})
         if not isinstance(nxt, dict):
-            raise ConfigError(f"--set: '{p}' in '{key}' is not a section")
+            raise ConfigError(f"--set: '{shown(p)}' in '{shown(key)}' is not a section")
         node = nxt
     node[parts[-1]] = parse_value(value.strip())
 
@@ -297,6 +338,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); a config is TOML text"
+                          ) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

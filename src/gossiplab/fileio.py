@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` via a temporary file in the same folder, fsync, then rename over the target."""
+    """Write ``path`` via a temporary file in the same folder, fsync, then rename over the target.
+
+    The file gets the permissions of a plainly created one (0666 minus the umask), not the
+    temporary file's private 0600. On any failure the temporary file is removed and the previous
+    ``path`` (if any) is left untouched."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +46,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from e
     try:
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -52,6 +65,42 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
 def _unlink_quietly(p: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(p)
+
+
+def stale_temp_files(folder: str | Path) -> list[Path]:
+    """Temporary files :func:`atomic_write` left in ``folder`` when its process was killed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(".*.tmp") if p.is_file() and not p.is_symlink())
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete the leftovers of killed atomic writes in ``folder``; returns how many."""
+    found = stale_temp_files(folder)
+    for p in found:
+        _unlink_quietly(str(p))
+    return len(found)
+
+
+def remove_file(path: str | Path) -> None:
+    """Delete ``path`` if it exists; failure (read-only folder, ...) is a :class:`UserError`."""
+    path = Path(path)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot remove {path}: {e.strerror or e}") from e
+
+
+_UNSAFE = re.compile(r"(?:[^A-Za-z0-9._-]|\.\.)+")
+
+
+def safe_filename(name: str) -> str:
+    """A single path component derived from a config value: only ``[A-Za-z0-9._-]`` survive (runs of
+    anything else, and of ``..``, become ``_``), no leading dot, never empty, at most 100
+    characters. Whatever the value, the result names a file *inside* the folder it is joined to."""
+    s = _UNSAFE.sub("_", str(name)).lstrip(".")[:100]
+    return s if s.strip("_") else "_"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -79,9 +128,15 @@ class JsonlWriter:
 
     def __init__(self, path: str | Path, append: bool = False):
         self.path = Path(path)
+        if self.path.is_symlink():
+            raise UserError(f"cannot write {self.path}: it is a symbolic link; refusing to write "
+                            "through it")
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        flags |= getattr(os, "O_NOFOLLOW", 0)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+            self._f = open(self.path, "a" if append else "w", encoding="utf-8",  # noqa: SIM115
+                           opener=lambda p, _: os.open(p, flags, 0o644))
         except OSError as e:
             raise UserError(f"cannot write {self.path}: {e.strerror or e}") from e
 

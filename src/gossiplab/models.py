@@ -102,6 +102,9 @@ def resnet18(input_shape: Sequence[int], num_classes: int, width: int = 64,
              gn_groups: int = 2, **_: object) -> nn.Module:
     if len(input_shape) != 3:
         raise ConfigError(f"model 'resnet18' needs [C, H, W] images, got {input_shape}")
+    if gn_groups > width or width % gn_groups:
+        raise ConfigError(f"model.gn_groups = {gn_groups} must divide model.width = {width} "
+                          "(GroupNorm splits every layer's channels into equal groups)")
     return ResNet18(input_shape, num_classes, width=width, groups=gn_groups)
 
 

@@ -37,6 +37,9 @@ def ring(m: int) -> nx.Graph:
 
 def _grid_shape(m: int, shape: tuple[int, int] | None) -> tuple[int, int]:
     if shape is not None:
+        if len(shape) != 2 or min(shape) < 1:
+            raise TopologyError(f"topology.shape must be [rows, cols] with positive entries, got "
+                                f"{list(shape)}")
         r, c = shape
         if r * c != m:
             raise TopologyError(f"topology.shape {list(shape)} has {r * c} cells but nodes = {m}")
@@ -112,6 +115,9 @@ def read_edge_list(path: str | Path, nodes: int | None = None) -> nx.Graph:
         text = path.read_text()
     except OSError as e:
         raise TopologyError(f"cannot read edge list {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise TopologyError(f"edge list {path} is not UTF-8 text (byte {e.start}): expected "
+                            "'u v' pairs of node ids, one per line") from None
     edges: list[tuple[int, int]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -220,6 +226,8 @@ def validate_mixing_matrix(
 ) -> np.ndarray:
     """Check every property DSGD's analysis needs; raise :class:`TopologyError` naming the first
     that fails and by how much. Returns W as a float64 array."""
+    if np.iscomplexobj(w):
+        raise TopologyError(f"{what} is not real-valued (complex entries)")
     try:
         w = np.asarray(w, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -265,14 +273,23 @@ def validate_mixing_matrix(
     if require_connected:
         support = nx.from_numpy_array((np.abs(w) > atol).astype(float))
         if graph is not None and not nx.is_connected(graph):
-            n_comp = nx.number_connected_components(graph)
-            raise TopologyError(f"graph is not connected: {n_comp} components")
+            raise TopologyError(f"graph is not connected: {describe_components(graph)}")
         if m > 1 and not nx.is_connected(support):
-            n_comp = nx.number_connected_components(support)
             raise TopologyError(
-                f"{what} does not connect the nodes: its nonzero pattern has {n_comp} components"
+                f"{what} does not connect the nodes: its nonzero pattern has "
+                f"{describe_components(support)}"
             )
     return w
+
+
+def describe_components(g: nx.Graph) -> str:
+    """'3 components (sizes 5, 2, 1; node 7 cannot reach node 0)': how far from connected."""
+    comps = sorted(nx.connected_components(g), key=lambda c: (-len(c), min(c)))
+    sizes = ", ".join(str(len(c)) for c in comps[:5]) + (", ..." if len(comps) > 5 else "")
+    other = min(comps[1]) if len(comps) > 1 else None
+    first = min(comps[0])
+    reach = f"; node {other} cannot reach node {first}" if other is not None else ""
+    return f"{len(comps)} components (sizes {sizes}{reach})"
 
 
 def read_matrix(path: str | Path) -> np.ndarray:
@@ -495,9 +512,10 @@ def build_topology(
 
     if nodes > 1 and not nx.is_connected(g):
         hint = " (raise topology.er_p or change topology.seed)" if name == "erdos_renyi" else ""
+        where = f" {edge_file}" if name == "file" else ""
         raise TopologyError(
-            f"graph '{name}' with {nodes} nodes is not connected: "
-            f"{nx.number_connected_components(g)} components{hint}"
+            f"graph '{name}'{where} with {nodes} nodes is not connected: "
+            f"{describe_components(g)}{hint}"
         )
     if mixing not in MIXING_RULES:
         raise TopologyError(_unknown("mixing rule", mixing, MIXING_RULES))

@@ -122,9 +122,10 @@ def test_download_failure_is_a_clear_error(tmp_path, monkeypatch):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", fail)
+    monkeypatch.setenv("GOSSIPLAB_CACHE", str(tmp_path / "cache"))
     with pytest.raises(DataError, match="could not be downloaded"):
         load_cifar("cifar10", tmp_path, download=True)
-    assert not list(tmp_path.glob("*.part"))
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_archive_missing_member(tmp_path):
@@ -135,3 +136,43 @@ def test_archive_missing_member(tmp_path):
         tar.addfile(info, io.BytesIO(b"hi"))
     with pytest.raises(DataError, match="has no member"):
         load_cifar("cifar10", tmp_path, download=False, verify=False)
+
+
+class _Response(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_download_goes_to_the_cache_never_into_data_root(tmp_path, monkeypatch):
+    import urllib.request
+
+    src = tmp_path / "server"
+    sums = write_fake_cifar(src, "cifar10")
+    blob = (src / "cifar-10-python.tar.gz").read_bytes()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(blob))
+    monkeypatch.setenv("GOSSIPLAB_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "root"
+    root.mkdir()
+    xtr, *_ = load_cifar("cifar10", root, download=True, checksums=sums)
+    assert xtr.shape == (50, 3, 32, 32)
+    assert list(root.iterdir()) == []  # data.root is only read
+    assert (tmp_path / "cache" / "cifar-10-python.tar.gz").read_bytes() == blob
+    # a second load reads the cached archive, no network
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloaded again"))
+    load_cifar("cifar10", root, download=True, checksums=sums)
+
+
+def test_corrupted_download_is_not_kept(tmp_path, monkeypatch):
+    import urllib.request
+
+    src = tmp_path / "server"
+    sums = write_fake_cifar(src, "cifar10")
+    blob = (src / "cifar-10-python.tar.gz").read_bytes()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(blob[:-10]))
+    monkeypatch.setenv("GOSSIPLAB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="download .* is corrupted"):
+        load_cifar("cifar10", tmp_path / "root", download=True, checksums=sums)
+    assert list((tmp_path / "cache").iterdir()) == []  # nothing that looks like the archive

@@ -22,8 +22,6 @@ from gossiplab.experiments.setup import prepare
 
 from . import _launch, _schemes
 
-_schemes.register()
-
 WORLD = 4
 COMMON = [
     "data.dataset='synthetic'", "data.synthetic_train=600", "data.synthetic_test=200",
@@ -52,6 +50,16 @@ CASES = {
                  "algorithm.gossip='exact'"],
 }
 ALGORITHMS = ("dsgd_mgs", "centralized")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_term_scheme():
+    """The test-only scheme, registered only while these tests run (the registry is global)."""
+    from gossiplab.gossip import SCHEMES
+
+    _schemes.register()
+    yield
+    SCHEMES.pop(_schemes.TwoTerm.name, None)
 
 
 @pytest.fixture(scope="module")

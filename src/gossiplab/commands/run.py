@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 import time
@@ -15,6 +17,16 @@ from gossiplab.commands.common import add_config_options, config_from_args
 from gossiplab.errors import UserError
 
 
+def _interval(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def register(sub) -> None:
     p = sub.add_parser("run", help="train DSGD-MGS (and the centralized baseline) once")
     add_config_options(p)
@@ -22,13 +34,17 @@ def register(sub) -> None:
                    help="output folder for config.json, metrics.jsonl, summary.json "
                         "(default: runs/<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="finish the interrupted run in --out from its checkpoints (its own config; "
+                        "the result equals that of an uninterrupted run); both engines")
+    p.add_argument("--checkpoint-every", type=_interval, metavar="N",
+                   help="save a checkpoint every N iterations (default: every eval.every)")
+    p.add_argument("--no-checkpoint", action="store_true",
+                   help="write no checkpoints (such a run cannot be resumed)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or table")
     p.add_argument("--engine", choices=["simulator", "distributed"],
                    help="shorthand for --set engine.name=...; 'distributed' runs under torchrun, "
                         "one process per node or block of nodes")
-    p.add_argument("--resume", action="store_true",
-                   help="distributed engine: continue the interrupted run in --out from its "
-                        "newest checkpoint")
     p.set_defaults(func=run)
 
 
@@ -72,40 +88,83 @@ def summary_table(cfg, summary: dict) -> Table:
     return table
 
 
+def _resume_config(args, out: Path):
+    from gossiplab.experiments.checkpointing import config_differences, read_run_config
+
+    if args.overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    cfg = read_run_config(out)
+    if args.config or args.overrides:
+        given = config_from_args(args)
+        if given.config_hash() != cfg.config_hash():
+            raise UserError(
+                f"--resume: the given config differs from that of the run in {out} "
+                f"({', '.join(config_differences(cfg, given))}); leave out --config/--set to resume "
+                "with the run's own config"
+            )
+    return cfg
+
+
 def run(args) -> int:
     from gossiplab.experiments.progress import ProgressHook, make_progress
     from gossiplab.experiments.runner import check_output_dir, run_experiment
 
     if args.engine:
         args.overrides = [*args.overrides, f"engine.name='{args.engine}'"]
-    cfg = config_from_args(args)
-    if cfg.engine.name == "distributed":
-        return run_distributed_command(args, cfg)
-    if args.resume:
-        raise UserError("--resume: only the distributed engine (--engine distributed) resumes "
-                        "interrupted runs so far")
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    check_output_dir(out, args.overwrite)
+    if not args.resume or args.config or args.overrides:
+        cfg = config_from_args(args)
+        if cfg.engine.name == "distributed":
+            return run_distributed_command(args, cfg)
+    resume = args.resume
+    if resume and not args.out:
+        raise UserError("--resume needs --out DIR, the folder of the interrupted run")
+    if resume and not (Path(args.out) / "config.json").exists():
+        # killed before it wrote anything: there is nothing to resume, so start it
+        Console(stderr=True, soft_wrap=True).print(f"nothing to resume in {args.out}/ yet; starting the run")
+        resume = False
+    if resume:
+        out = Path(args.out)
+        cfg = _resume_config(args, out)
+        if cfg.engine.name == "distributed":
+            return run_distributed_command(args, cfg)
+        done = out / "summary.json"
+        if done.is_file():
+            Console(stderr=True, soft_wrap=True).print(
+                f"the run in {out}/ is already complete; nothing to resume")
+            if not args.quiet:
+                _print_summary(cfg, json.loads(done.read_text()), out)
+            return 0
+    else:
+        cfg = config_from_args(args)
+        out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        check_output_dir(out, args.overwrite)
+    every = None if args.no_checkpoint else (args.checkpoint_every or cfg.eval.every)
     console = Console(stderr=True, quiet=args.quiet)
     progress = make_progress(console)
     with progress:
         summary = run_experiment(
-            cfg, out, overwrite=args.overwrite,
+            cfg, out, overwrite=args.overwrite, resume=resume, checkpoint_every=every,
             hooks=lambda name: [] if args.quiet else [ProgressHook(progress, _label(cfg, name))],
         )
-    _report(args, cfg, summary, out)
+    if resume and not args.quiet:
+        Console(stderr=True, soft_wrap=True).print("resumed: " + ", ".join(
+            f"{n} from iteration {it}" for n, it in summary["resumed_from"].items()))
+    if not args.quiet:
+        _print_summary(cfg, summary, out)
+    for name, r in summary["runs"].items():
+        if r["status"] != "ok":
+            ck = summary.get("checkpoints", {}).get(name)
+            kept = (f"; last good state (iteration {ck['iteration']}) kept in {out / ck['path']}"
+                    if ck else "")
+            Console(stderr=True, soft_wrap=True).print(
+                f"[yellow]warning:[/] {name} diverged at iteration {r['diverged_at']}{kept}")
     return 0
 
 
-def _report(args, cfg, summary: dict, out) -> None:
-    if not args.quiet:
-        out_console = Console()
-        out_console.print(summary_table(cfg, summary))
-        out_console.print(f"total wall time {summary['wall_seconds']:.1f} s; results in {out}/")
-    for name, r in summary["runs"].items():
-        if r["status"] != "ok":
-            Console(stderr=True).print(
-                f"[yellow]warning:[/] {name} diverged at iteration {r['diverged_at']}")
+def _print_summary(cfg, summary: dict, out: Path) -> None:
+    out_console = Console()
+    out_console.print(summary_table(cfg, summary))
+    out_console.print(f"total wall time {summary['wall_seconds']:.1f} s; results in {out}/")
 
 
 def run_distributed_command(args, cfg) -> int:
@@ -134,6 +193,6 @@ def run_distributed_command(args, cfg) -> int:
         sys.stderr.flush()
         os._exit(e.exit_status if isinstance(e, UserError) else 130 if isinstance(e, KeyboardInterrupt)
                  else 1)
-    if summary is not None:
-        _report(args, cfg, summary, summary["distributed"]["out"])
+    if summary is not None and not args.quiet:
+        _print_summary(cfg, summary, Path(summary["distributed"]["out"]))
     return 0

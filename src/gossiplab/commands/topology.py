@@ -3,6 +3,7 @@ rounds achieve on it, and a picture of it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from rich.console import Console
@@ -11,6 +12,16 @@ from rich.table import Table
 from gossiplab.errors import UserError
 from gossiplab.gossip import compare_schemes
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, build_topology, draw
+
+
+def _steps(text: str) -> int:
+    try:
+        q = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if q < 0:
+        raise argparse.ArgumentTypeError(f"gossip steps must be >= 0, got {q}")
+    return q
 
 
 def register(sub) -> None:
@@ -24,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--shape", type=int, nargs=2, metavar=("ROWS", "COLS"), help="torus/grid shape")
     p.add_argument("--edge-file", help="edge list for 'file'")
     p.add_argument("--matrix-file", help="mixing matrix (.npy or text) for 'file'")
-    p.add_argument("-Q", "--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16],
+    p.add_argument("-Q", "--steps", type=_steps, nargs="+", default=[1, 2, 4, 8, 16],
                    help="gossip rounds Q for which to report each scheme's contraction")
     p.add_argument("--tol", type=float, nargs="+", default=[1e-3, 1e-6],
                    help="tolerances for which to report the rounds each scheme needs (default 1e-3 1e-6)")
@@ -46,7 +57,10 @@ def run(args) -> int:
     info = topo.summary(tuple(args.steps))
     info["gossip"] = compare_schemes(topo, args.steps, args.tol)
     if args.plot:
-        draw(topo, args.plot)
+        try:
+            draw(topo, args.plot)
+        except (OSError, ValueError) as e:  # unwritable folder, unknown image format
+            raise UserError(f"--plot {args.plot}: cannot save the picture ({e})") from None
         info["plot"] = args.plot
     if args.json:
         print(json.dumps(info, indent=2))

@@ -3,16 +3,22 @@
 The batch files are pickles of a dict holding a numpy array and lists. They are read with a
 restricted unpickler that admits exactly the globals such files contain (numpy's array
 reconstruction), so a crafted file cannot execute code.
+
+``data.root`` is only ever read. A missing archive is downloaded into the user's cache folder
+(:func:`cache_dir`), never into ``data.root``, and only moved into place once its md5 matches.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import struct
 import tarfile
+import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +94,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def safe_load_batch(data: bytes, source: str) -> dict:
     """Unpickle one CIFAR batch with :class:`RestrictedUnpickler`; refuse anything else.
 
@@ -97,9 +108,10 @@ def safe_load_batch(data: bytes, source: str) -> dict:
     try:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise DataError(f"{source}: refused: {e}") from None
+        raise DataError(f"{source}: refused: {_one_line(e)}") from None
     except Exception as e:  # truncated or garbled pickles raise many types
-        raise DataError(f"{source}: not a readable CIFAR batch ({type(e).__name__}: {e})") from None
+        raise DataError(f"{source}: not a readable CIFAR batch ({type(e).__name__}: "
+                        f"{_one_line(e)})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{source}: not a CIFAR batch (a {type(obj).__name__}, expected a dict)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -126,21 +138,53 @@ def _parse_batch(entry: dict, spec: CifarSpec, source: str) -> tuple[np.ndarray,
     return x.reshape(-1, 3, 32, 32), y
 
 
-def _download(spec: CifarSpec, dest: Path, timeout: float = 20.0) -> None:
-    tmp = dest.with_suffix(dest.suffix + ".part")
+def cache_dir() -> Path:
+    """Where downloads go: ``$GOSSIPLAB_CACHE``, else ``$XDG_CACHE_HOME/gossiplab``, else
+    ``~/.cache/gossiplab``. Never a folder named by the config."""
+    env = os.environ.get("GOSSIPLAB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "gossiplab"
+
+
+def _download(spec: CifarSpec, dest: Path, root: Path, expected_md5: str | None,
+              timeout: float = 20.0) -> None:
+    """Fetch the archive to a private temporary file next to ``dest``; move it into place only
+    when complete and (if ``expected_md5``) matching, so a failed or corrupt download leaves
+    nothing behind that looks like the archive."""
+    tmp = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with urllib.request.urlopen(spec.url, timeout=timeout) as r, open(tmp, "wb") as f:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        digest = hashlib.md5(usedforsecurity=False)
+        with urllib.request.urlopen(spec.url, timeout=timeout) as r, os.fdopen(fd, "wb") as f:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
-        tmp.replace(dest)
+                digest.update(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        if expected_md5 is not None and digest.hexdigest() != expected_md5:
+            raise DataError(f"{spec.name}: the download from {spec.url} is corrupted (md5 "
+                            f"{digest.hexdigest()}, expected {expected_md5}); try again later")
+        os.replace(tmp, dest)
+        tmp = None
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise DataError(
-            f"{spec.name}: {spec.archive} not found and could not be downloaded ({e}); "
+            f"{spec.name}: {spec.archive} not found in {root} and could not be downloaded ({e}); "
             f"put {spec.archive} (md5 {spec.archive_md5}) or the extracted folder "
-            f"'{spec.folder}/' in {dest.parent}"
+            f"'{spec.folder}/' in {root}"
         ) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def load_cifar(
@@ -153,9 +197,10 @@ def load_cifar(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (x_train, y_train, x_test, y_test) as uint8 [N,3,32,32] and int64 arrays.
 
-    Looks for ``root/<folder>/`` (extracted) first, then ``root/<archive>``; downloads the archive
-    when allowed and reachable. ``checksums`` (file name -> md5) overrides the published md5s
-    (used by tests with generated files); ``verify=False`` skips them.
+    Looks for ``root/<folder>/`` (extracted) first, then ``root/<archive>``, then the archive in
+    :func:`cache_dir`; downloads it there when allowed and reachable (``root`` is never written).
+    ``checksums`` (file name -> md5) overrides the published md5s (used by tests with generated
+    files); ``verify=False`` skips them.
     """
     spec = SPECS[name]
     root = Path(root)
@@ -175,19 +220,22 @@ def load_cifar(
     wanted = [f for f, _ in spec.train + spec.test]
     if folder.is_dir() and all((folder / f).is_file() for f in wanted):
         for f in wanted:
-            data = (folder / f).read_bytes()
+            data = _read(folder / f)
             check(f, data, str(folder / f))
             files[f] = data
     else:
         archive = root / spec.archive
         if not archive.is_file():
-            if not download:
-                raise DataError(
-                    f"{spec.name}: expected {archive} (md5 {spec.archive_md5}) or the extracted "
-                    f"folder {folder}/; download it from {spec.url} and put it there"
-                )
-            _download(spec, archive)
-        blob = archive.read_bytes()
+            cached = cache_dir() / spec.archive
+            if not cached.is_file():
+                if not download:
+                    raise DataError(
+                        f"{spec.name}: expected {archive} (md5 {spec.archive_md5}) or the "
+                        f"extracted folder {folder}/; download it from {spec.url} and put it there"
+                    )
+                _download(spec, cached, root, expected[spec.archive] if verify else None)
+            archive = cached
+        blob = _read(archive)
         check(spec.archive, blob, str(archive))
         try:
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
@@ -202,8 +250,8 @@ def load_cifar(
                     data = fh.read()
                     check(f, data, f"{archive}:{spec.folder}/{f}")
                     files[f] = data
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise DataError(f"{archive}: not a readable .tar.gz archive ({e})") from None
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise DataError(f"{archive}: not a readable .tar.gz archive ({_one_line(e)})") from None
 
     def stack(names: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ def read_idx_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
         return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); the file is truncated or corrupted") from None
 
 
@@ -48,7 +50,7 @@ def parse_idx(data: bytes, source: str, *, ndim: int) -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{source}: truncated IDX header")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(nd)]
-    size = int(np.prod(dims))
+    size = math.prod(dims)
     if len(data) - header != size:
         raise DataError(
             f"{source}: wrong size: header says {dims} = {size} bytes of data, "
@@ -99,6 +101,9 @@ def load_fashion_mnist(
     xtr, ytr = out["train-images-idx3-ubyte"], out["train-labels-idx1-ubyte"]
     xte, yte = out["t10k-images-idx3-ubyte"], out["t10k-labels-idx1-ubyte"]
     for x, y, split in ((xtr, ytr, "train"), (xte, yte, "t10k")):
+        if x.shape[1:] != (28, 28):
+            raise DataError(f"fashion_mnist {split}: images are {list(x.shape[1:])}, expected "
+                            "28x28")
         if len(x) != len(y):
             raise DataError(f"fashion_mnist {split}: {len(x)} images but {len(y)} labels")
         if y.size and y.max() >= 10:

@@ -62,7 +62,8 @@ def _check_n(n: int | None, m: int, total: int) -> None:
                 f"the dataset has {total} (at most {total // m} per node)"
             )
     elif total < m:
-        raise ConfigError(f"{m} nodes but only {total} training samples")
+        raise ConfigError(f"topology.nodes = {m} but the dataset has only {total} training samples "
+                          "(every node needs at least one)")
 
 
 def iid(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | None = None,
@@ -154,7 +155,8 @@ def shards(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | None =
                 slots[node].extend(ids[node * per:(node + 1) * per])
         return [rng.permutation(np.concatenate([pieces[i] for i in s])) for s in slots]
     if len(order) < m * k:
-        raise ConfigError(f"cannot cut {len(order)} samples into {m * k} shards")
+        raise ConfigError(f"data.shards_per_node = {k} with {m} nodes needs {m * k} shards but the "
+                          f"dataset has only {len(order)} training samples")
     pieces = np.array_split(order, m * k)
     perm = rng.permutation(m * k)
     return [rng.permutation(np.concatenate([pieces[i] for i in perm[j * k:(j + 1) * k]]))

@@ -182,6 +182,13 @@ class _Run:
         summary = summary_record(cfg, results, described, env, time.perf_counter() - t0)
         summary["distributed"] = {**self._info(), "out": str(out_path),
                                   "traffic": _traffic_summary(traffic)}
+        # same key as the simulator's summary; here one checkpoint file per rank
+        saved = {n: ckpt.iterations(out_path, n, 0) for n in results}
+        summary["checkpoints"] = {
+            n: {"path": str(ckpt.path(Path("."), n, 0, its[-1])).replace(".rank0000.", ".rank*."),
+                "iteration": its[-1], "status": results[n].status}
+            for n, its in saved.items() if its
+        }
         atomic_write_json(out_path / "summary.json", summary)
         return summary
 

@@ -6,17 +6,20 @@ the same partition), and by both engines (simulator and distributed).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
-from gossiplab.config import Config
-from gossiplab.data.datasets import Dataset, load_dataset
-from gossiplab.data.partition import Partition, partition
+from gossiplab.algorithms import ALGORITHMS
+from gossiplab.config import Config, shown
+from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
+from gossiplab.data.partition import PARTITIONERS, Partition, partition
 from gossiplab.errors import ConfigError
-from gossiplab.gossip import build_gossip
-from gossiplab.models import build_model
-from gossiplab.topology import Topology, build_topology
+from gossiplab.gossip import SCHEMES, build_gossip
+from gossiplab.models import MODELS, build_model
+from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, Topology, build_topology
 
 
 @dataclass
@@ -62,6 +65,30 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def _choice(key: str, kind: str, value: str, choices: Iterable[str]) -> None:
+    choices = sorted(choices)
+    if value in choices:
+        return
+    close = difflib.get_close_matches(value, choices, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"{key}: unknown {kind} '{shown(value)}'{hint}; choose one of: "
+                      f"{', '.join(choices)}")
+
+
+def check_names(cfg: Config) -> None:
+    """Every component named in the config exists (checked before any data is loaded)."""
+    _choice("data.dataset", "dataset", cfg.data.dataset, DATASETS)
+    _choice("data.partition", "partition", cfg.data.partition, PARTITIONERS)
+    _choice("topology.name", "topology", cfg.topology.name, ALL_TOPOLOGIES)
+    _choice("topology.mixing", "mixing rule", cfg.topology.mixing, MIXING_RULES)
+    _choice("model.name", "model", cfg.model.name, MODELS)
+    _choice("algorithm.name", "algorithm", cfg.algorithm.name, ALGORITHMS)
+    _choice("algorithm.gossip", "gossip scheme", cfg.algorithm.gossip, SCHEMES)
+    t = cfg.topology
+    if t.name == "file" and t.edge_file is None and t.matrix_file is None:
+        raise ConfigError("topology.name = 'file' needs topology.edge_file and/or topology.matrix_file")
+
+
 def load_data(cfg: Config) -> Dataset:
     d = cfg.data
     if d.dataset == "synthetic":
@@ -75,6 +102,7 @@ def load_data(cfg: Config) -> Dataset:
 
 def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     """Load (or reuse) the dataset, partition it, build the topology, check cross-field limits."""
+    check_names(cfg)
     if cfg.engine.threads:
         torch.set_num_threads(cfg.engine.threads)
     device = resolve_device(cfg.engine.device)
