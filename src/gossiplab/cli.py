@@ -18,6 +18,9 @@ COMMAND_MODULES = [
     "gossiplab.commands.run",
     "gossiplab.commands.topology",
     "gossiplab.commands.config",
+    "gossiplab.commands.sweep",
+    "gossiplab.commands.report",
+    "gossiplab.commands.export",
 ]
 
 
