@@ -19,5 +19,5 @@ def run(args) -> int:
     from gossiplab.experiments.export import export
 
     for path in export(args.db, args.out, args.format, args.sweep):
-        Console().print(f"wrote {path}")
+        Console(soft_wrap=True, highlight=False).print(f"wrote {path}")
     return 0

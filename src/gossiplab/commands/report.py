@@ -22,7 +22,7 @@ def run(args) -> int:
     from gossiplab.report.build import build_report
 
     rep = build_report(args.db, args.out, sweep=args.sweep, interval=args.interval, only=args.figures)
-    console = Console()
+    console = Console(soft_wrap=True, highlight=False)
     for f in rep.figures:
         console.print(f"figure  {f['name']:<22} {rep.out / f['png']}")
     for s in rep.skipped:

@@ -76,7 +76,7 @@ def run(args) -> int:
         raise UserError("--lease must be at least 5 seconds")
     jobs = args.jobs if args.jobs is not None or args.executor == "ray" else 1
     executor = make_executor(args.executor, jobs=jobs, threads=args.threads, address=args.address)
-    console = Console(stderr=True, quiet=args.quiet)
+    console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with ResultsStore(args.db) as store:
         outcome = run_sweep(spec, store, executor, console=console, retry_failed=args.retry_failed,
@@ -87,7 +87,7 @@ def run(args) -> int:
            f"{outcome.total} runs as: {final}")
     if outcome.lost_claims:
         msg += f"; {outcome.lost_claims} result(s) discarded (run taken over by another process)"
-    Console(stderr=True).print(msg)
+    Console(stderr=True, soft_wrap=True).print(msg)
     if outcome.interrupted:
         print("gossiplab: interrupted; finished runs are stored, rerun the same command to resume",
               file=sys.stderr)

@@ -54,6 +54,12 @@ def fair_threads(jobs: int) -> int:
     return max(1, cpu_count() // max(1, jobs))
 
 
+def task_threads(config: dict[str, Any], explicit: int | None, fair: int) -> int:
+    """Threads for one run: --threads if given, else the config's engine.threads if set, else the
+    fair share."""
+    return explicit or int(config.get("engine", {}).get("threads") or 0) or fair
+
+
 # -- running one run (in a worker) ----------------------------------------------------------------
 
 _DATASETS: dict[str, Any] = {}
@@ -109,9 +115,10 @@ def execute(config: dict[str, Any], threads: int = 0,
 
     payload: dict[str, Any] = {"started": started, "history": history}
     try:
-        if threads:
-            torch.set_num_threads(threads)
         cfg = from_dict(config)
+        if threads:  # the executor's choice; the run's identity (its config hash) is unchanged
+            torch.set_num_threads(threads)
+            cfg.engine.threads = threads
         setup = prepare(cfg, dataset=_dataset_for(cfg))
         summary = run_experiment(cfg, None, setup=setup, hooks=lambda name: [Collect()])
         payload.update(status=summary["status"], diverged_at=summary["diverged_at"], summary=summary,
@@ -168,7 +175,7 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
             return
         if task is None:
             return
-        run_id, config = task
+        run_id, config, threads = task
         payload = execute(config, threads, report=lambda n, r=run_id: conn.send(("progress", r, n)))
         conn.send(("done", run_id, payload))
 
@@ -192,6 +199,7 @@ class LocalExecutor:
         if jobs < 1:
             raise UserError("--jobs must be >= 1")
         self.jobs = jobs
+        self.explicit_threads = threads
         self.threads = threads or fair_threads(jobs)
         self._ctx = mp.get_context("spawn")
         self._workers: list[_Worker] = []
@@ -201,7 +209,8 @@ class LocalExecutor:
         return self.jobs
 
     def describe(self) -> str:
-        return f"{self.jobs} local worker(s), {self.threads} thread(s) each"
+        how = "" if self.explicit_threads else " (or the config's engine.threads where set)"
+        return f"{self.jobs} local worker(s), {self.threads} thread(s) each{how}"
 
     def start(self) -> None:
         self._workers = [_Worker(self._ctx, self.threads) for _ in range(self.jobs)]
@@ -213,7 +222,7 @@ class LocalExecutor:
         w = next(w for w in self._workers if w.task is None)
         w.task = run_id
         with contextlib.suppress(OSError):  # a dead worker is reported by poll()
-            w.conn.send((run_id, config))
+            w.conn.send((run_id, config, task_threads(config, self.explicit_threads, self.threads)))
 
     def poll(self, timeout: float) -> list[Event]:
         busy = [w for w in self._workers if w.task is not None]
@@ -278,6 +287,7 @@ class RayExecutor:
             raise UserError("--executor ray needs Ray: pip install 'gossiplab[ray]'") from None
         self.ray = ray
         self.address = address
+        self.explicit_threads = threads
         self.threads = threads or 1
         self.jobs = jobs
         self._refs: dict[Any, str] = {}
@@ -313,7 +323,8 @@ class RayExecutor:
 
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
         assert self._remote is not None
-        self._refs[self._remote.remote(config, self.threads)] = run_id
+        self._refs[self._remote.remote(config, task_threads(config, self.explicit_threads, self.threads))] \
+            = run_id
 
     def poll(self, timeout: float) -> list[Event]:
         if not self._refs:

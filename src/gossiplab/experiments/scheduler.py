@@ -9,6 +9,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -86,10 +87,10 @@ def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Consol
     for p in points:
         if before[p.run_id] in done_states:
             outcome.finished_before[before[p.run_id]] += 1
-    console.print(expansion_line(spec, exp))
+    console.print(escape(expansion_line(spec, exp)))
     kept = ", ".join(f"{n} {s}" for s, n in sorted(outcome.finished_before.items()))
-    console.print(f"results {store.path}: {len(points) - len(todo)} finished" +
-                  (f" ({kept})" if kept else "") + f", {len(todo)} to run")
+    console.print(escape(f"results {store.path}: {len(points) - len(todo)} finished" +
+                  (f" ({kept})" if kept else "") + f", {len(todo)} to run"))
     if outcome.finished_before.get("failed") and not retry_failed:
         console.print(f"  {outcome.finished_before['failed']} failed run(s) kept; "
                       "--retry-failed runs them again")
@@ -161,8 +162,8 @@ def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Consol
                             outcome.executed[status] += 1
                             if status != "ok":
                                 colour = "red" if status == "failed" else "yellow"
-                                console.print(f"[{colour}]{status}[/]: {describe_point(p)}: "
-                                              f"{ev.payload.get('error')}")
+                                detail = escape(f"{describe_point(p)}: {ev.payload.get('error')}")
+                                console.print(f"[{colour}]{status}[/]: {detail}")
                         else:
                             outcome.lost_claims += 1
                     refresh()
