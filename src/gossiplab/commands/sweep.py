@@ -39,8 +39,8 @@ def _dry_run(spec, exp, db_path) -> int:
     if Path(db_path).exists():
         with ResultsStore(db_path, create=False) as store:
             statuses = store.statuses(p.run_id for p in exp.points)
-    console = Console()
-    console.print(expansion_line(spec, exp))
+    console = Console(soft_wrap=True)
+    console.print(expansion_line(spec, exp), markup=False)
     keys = spec.axes()
     t = Table(show_edge=False)
     for c in ["run", "algorithm", *keys, "status"]:
