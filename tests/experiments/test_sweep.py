@@ -79,6 +79,16 @@ def test_baseline_runs_once_per_combination_of_the_axes_it_depends_on():
     assert direct.run_id in {p.run_id for p in cen}
 
 
+def test_local_sgd_points_do_not_depend_on_the_topology():
+    s = spec(sweep={"seeds": 2}, grid={"algorithm.gossip_steps": [0, 1], "topology.name": ["ring", "torus"]})
+    exp = s.expand()
+    local = [p for p in exp.points if p.config.algorithm.gossip_steps == 0]
+    assert len(local) == 2 and exp.duplicates == 2  # one Q = 0 run per seed, not per topology
+    assert all(p.params["topology.name"] is None for p in local)
+    assert all(p.config.topology.nodes == 16 for p in local)
+    assert len([p for p in exp.points if p.config.algorithm.gossip_steps == 1]) == 4
+
+
 def test_baseline_ignores_only_topology_and_gossip_keys():
     assert baseline_ignores("topology.name") and baseline_ignores("algorithm.gossip_steps")
     assert baseline_ignores("topology.laziness") and baseline_ignores("algorithm.gossip")

@@ -40,6 +40,8 @@ def _dry_run(spec, exp, db_path) -> int:
         with ResultsStore(db_path, create=False) as store:
             statuses = store.statuses(p.run_id for p in exp.points)
     console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=240)  # a file or pipe: do not squeeze the table
     console.print(expansion_line(spec, exp), markup=False)
     keys = spec.axes()
     t = Table(show_edge=False)

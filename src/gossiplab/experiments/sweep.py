@@ -20,9 +20,9 @@ train.iterations = 1500
 ```
 
 Inside a sweep every run trains one algorithm (``algorithm.compare_centralized = false``). A
-centralized run does not depend on the topology (except the node count m) or on the gossip keys, so
-those keys are reset to their defaults for it: centralized points that differ only there hash
-identically and run once.
+centralized run does not depend on the topology (except the node count m) or on the gossip keys,
+and DSGD-MGS with Q = 0 (local SGD) not on the topology, so those keys are reset to their defaults
+for them: points that differ only there hash identically and run once.
 """
 
 from __future__ import annotations
@@ -55,6 +55,21 @@ def baseline_ignores(key: str) -> bool:
     return key.split(".", 1)[0] in BASELINE_SECTIONS and key not in BASELINE_KEEPS
 
 
+def local_ignores(key: str) -> bool:
+    """True when ``key`` has no effect on DSGD-MGS with Q = 0 (local SGD: nodes never talk)."""
+    return (key.startswith("topology.") and key != "topology.nodes") or key == "algorithm.gossip"
+
+
+def ignores(config: dict[str, Any], key: str) -> bool:
+    """True when ``key`` cannot change the run ``config`` describes (so it is normalised away)."""
+    algo = get_dotted(config, "algorithm.name")
+    if algo == "centralized":
+        return baseline_ignores(key)
+    if algo in (None, "dsgd_mgs") and get_dotted(config, "algorithm.gossip_steps") == 0:
+        return local_ignores(key)
+    return False
+
+
 def normalise_baseline(raw: dict[str, Any]) -> dict[str, Any]:
     """A centralized config with the keys it ignores reset to their defaults."""
     out = merge(raw, {})
@@ -62,6 +77,21 @@ def normalise_baseline(raw: dict[str, Any]) -> dict[str, Any]:
     out["topology"] = {} if nodes is None else {"nodes": nodes}
     out["algorithm"] = {"name": "centralized", "compare_centralized": False}
     return out
+
+
+def normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    """Reset the keys a run ignores, so that runs which compute the same thing hash the same:
+    centralized runs (topology and gossip keys) and DSGD-MGS with Q = 0 (topology keys)."""
+    algo = get_dotted(raw, "algorithm.name")
+    if algo == "centralized":
+        return normalise_baseline(raw)
+    if algo in (None, "dsgd_mgs") and get_dotted(raw, "algorithm.gossip_steps") == 0:
+        out = merge(raw, {})
+        nodes = out.get("topology", {}).get("nodes")
+        out["topology"] = {} if nodes is None else {"nodes": nodes}
+        out.get("algorithm", {}).pop("gossip", None)
+        return out
+    return raw
 
 
 def get_dotted(d: dict[str, Any], key: str) -> Any:
@@ -93,8 +123,8 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def param_value(config: dict[str, Any], key: str) -> Any:
-    """The value of ``key`` for a run, None where a centralized run ignores it."""
-    if get_dotted(config, "algorithm.name") == "centralized" and baseline_ignores(key):
+    """The value of ``key`` for a run, None where the run ignores it (see :func:`ignores`)."""
+    if ignores(config, key):
         return None
     return get_dotted(config, key)
 
@@ -103,7 +133,7 @@ def param_value(config: dict[str, Any], key: str) -> Any:
 class SweepPoint:
     config: Config
     run_id: str
-    params: dict[str, Any]  # swept key -> value (None where a centralized run ignores the key)
+    params: dict[str, Any]  # swept key -> value (None where the run ignores the key)
 
     @property
     def algorithm(self) -> str:
@@ -206,8 +236,7 @@ class SweepSpec:
         return Expansion(points, duplicates)
 
     def _point(self, raw: dict[str, Any], combo: dict[str, Any], seed: int | None) -> SweepPoint:
-        if get_dotted(raw, "algorithm.name") == "centralized":
-            raw = normalise_baseline(raw)
+        raw = normalise(raw)
         try:
             cfg = from_dict(raw)
         except ConfigError as e:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from gossiplab.experiments.store import ResultsStore
-from gossiplab.experiments.sweep import baseline_ignores, flatten
+from gossiplab.experiments.sweep import flatten, ignores
 
 Q_KEY = "algorithm.gossip_steps"
 TOPOLOGY_KEY = "topology.name"
@@ -56,6 +56,7 @@ class Run:
     error: str | None = None
     diverged_at: int | None = None
     wall_seconds: float | None = None
+    ignored: set[str] = field(default_factory=set)  # keys that cannot change this run
 
     @property
     def seeds(self) -> tuple:
@@ -168,10 +169,7 @@ class Results:
 
 
 def _params(config: dict[str, Any]) -> dict[str, Any]:
-    flat = flatten(config)
-    if flat.get(ALGO_KEY) == "centralized":
-        flat = {k: (None if baseline_ignores(k) else v) for k, v in flat.items()}
-    return flat
+    return {k: (None if ignores(config, k) else v) for k, v in flatten(config).items()}
 
 
 def load_results(store: ResultsStore, sweep: str | None = None, interval: str = "ci95") -> Results:
@@ -181,8 +179,10 @@ def load_results(store: ResultsStore, sweep: str | None = None, interval: str = 
         summary = json.loads(r["summary"]) if r["summary"] else {}
         final_rec = summary.get("final") or {}
         final = {name: record_value(final_rec, path) for name, (path, _) in METRICS.items()}
+        config = json.loads(r["config"])
         runs.append(Run(id=r["id"], status=r["status"], algorithm=r["algorithm"],
-                        params=_params(json.loads(r["config"])), final=final, error=r["error"],
+                        params=_params(config), final=final, error=r["error"],
+                        ignored={k for k in flatten(config) if ignores(config, k)},
                         diverged_at=r["diverged_at"], wall_seconds=r["wall_seconds"]))
     sweeps = store.sweeps()
     if ids is not None:
@@ -199,11 +199,6 @@ def group(runs: Iterable[Run], keys: list[str]) -> dict[tuple, list[Run]]:
 
 
 def matches(run: Run, where: dict[str, Any]) -> bool:
-    """``run`` agrees with ``where`` on every key it does not ignore (centralized: topology/gossip)."""
-    for k, v in where.items():
-        rv = run.value(k)
-        if rv is None and run.algorithm == "centralized" and baseline_ignores(k):
-            continue
-        if rv != v:
-            return False
-    return True
+    """``run`` agrees with ``where`` on every key it does not ignore (centralized: topology and
+    gossip keys; Q = 0: topology keys)."""
+    return all(k in run.ignored or run.value(k) == v for k, v in where.items())

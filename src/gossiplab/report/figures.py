@@ -67,7 +67,7 @@ def short(key: str) -> str:
 
 
 def label_of(where: dict[str, Any]) -> str:
-    return ", ".join(f"{short(k)}={v}" for k, v in where.items())
+    return ", ".join(f"{short(k)}={'any' if v is None else v}" for k, v in where.items())
 
 
 def dsgd(res: Results) -> list[Run]:
@@ -99,6 +99,8 @@ def slices(res: Results, exclude: set[str], runs: list[Run]) -> tuple[list[dict[
     keys = slice_keys(res, exclude)
     combos: list[dict[str, Any]] = []
     for r in runs:
+        if any(k in r.ignored for k in keys):  # e.g. Q = 0 ignores topology keys: in every slice
+            continue
         d = {k: r.value(k) for k in keys}
         if d not in combos:
             combos.append(d)
@@ -205,7 +207,7 @@ def q_accuracy_gap(res: Results) -> list[Figure]:
         for j, metric in enumerate(Q_METRICS):
             ax = axes[i][j]
             for c, topo in zip(colours(len(topologies), "tab10"), topologies, strict=True):
-                line = [r for r in sub if r.value(TOPOLOGY_KEY) == topo]
+                line = [r for r in sub if matches(r, {TOPOLOGY_KEY: topo})]
                 band(ax, qs, [res.agg([r for r in line if r.value(Q_KEY) == q], metric) for q in qs],
                      label=str(topo), color=c)
             if ref:
@@ -256,7 +258,8 @@ def q_gap_to_centralized(res: Results) -> list[Figure]:
             ax = axes[i][j]
             for col, topo in zip(colours(len(topologies), "tab10"), topologies, strict=True):
                 aggs = [aggregate([r.final[metric] - c.final[metric] for r, c in sub
-                                   if r.value(Q_KEY) == q and r.value(TOPOLOGY_KEY) == topo], res.interval)
+                                   if r.value(Q_KEY) == q and matches(r, {TOPOLOGY_KEY: topo})],
+                                  res.interval)
                         for q in qs]
                 band(ax, qs, aggs, label=str(topo), color=col)
             ax.axhline(0, color="black", lw=0.9, ls="--")
@@ -286,7 +289,7 @@ def consensus(res: Results) -> list[Figure]:
         for j, topo in enumerate(topologies):
             ax = axes[i][j]
             for col, q in zip(colours(len(shown)), shown, strict=True):
-                sel = [r for r in runs if matches(r, where) and r.value(TOPOLOGY_KEY) == topo
+                sel = [r for r in runs if matches(r, {**where, TOPOLOGY_KEY: topo})
                        and r.value(Q_KEY) == q]
                 its, vals = mean_curve(res, sel, "consensus_distance")
                 keep = vals > 0
@@ -389,7 +392,7 @@ def training_curves(res: Results) -> list[Figure]:
         for j, (label, path) in enumerate(cols):
             ax = axes[i][j]
             for col, q in zip(colours(len(shown)), shown, strict=True):
-                sel = [r for r in runs if matches(r, where) and r.value(TOPOLOGY_KEY) == topo
+                sel = [r for r in runs if matches(r, {**where, TOPOLOGY_KEY: topo})
                        and r.value(Q_KEY) == q]
                 its, vals = mean_curve(res, sel, path)
                 if len(its):
