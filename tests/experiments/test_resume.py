@@ -13,14 +13,14 @@ from gossiplab.experiments.store import ResultsStore
 from .helpers import gl, popen, write_sweep
 
 RUNS = 8
-EVALS = 3  # iterations 0, 400, 800
+EVALS = 3  # iterations 0, 250, 500
 
 
 def sweep_file(tmp_path: Path) -> Path:
     return write_sweep(tmp_path / "s.toml", """
         [grid]
         "algorithm.gossip_steps" = [1, 2, 4, 8]
-    """, sweep="seeds = 2", iterations=800, every=400)
+    """, sweep="seeds = 2", iterations=500, every=250)
 
 
 def alive(pid: int) -> bool:

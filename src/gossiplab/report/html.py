@@ -26,10 +26,11 @@ def esc(v: Any) -> str:
     return html.escape("" if v is None else str(v))
 
 
-def table(header: list[str], rows: list[list[Any]], left: int = 1) -> str:
-    out = ["<table><tr>"]
-    out += [f'<th class="{"l" if i < left else ""}">{esc(h)}</th>' for i, h in enumerate(header)]
-    out.append("</tr>")
+def table(header: list[str] | None, rows: list[list[Any]], left: int = 1) -> str:
+    out = ["<table>"]
+    if header:
+        out += ["<tr>", *[f'<th class="{"l" if i < left else ""}">{esc(h)}</th>'
+                          for i, h in enumerate(header)], "</tr>"]
     for row in rows:
         out.append("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{esc(c)}</td>'
                                     for i, c in enumerate(row)) + "</tr>")
@@ -52,7 +53,7 @@ def page(out: Path, ctx: dict[str, Any]) -> str:
              f"<title>{esc(ctx['title'])}</title><style>{CSS}</style></head><body>",
              f"<h1>{esc(ctx['title'])}</h1>",
              f"<p>{esc(ctx['subtitle'])}</p>"]
-    parts.append("<h2>Overview</h2>" + table(["", ""], ctx["overview"]))
+    parts.append("<h2>Overview</h2>" + table(None, ctx["overview"]))
     if ctx["varied"]:
         parts.append("<p>Axes varied: " + ", ".join(f"<code>{esc(k)}</code>" for k in ctx["varied"])
                      + f". Aggregation over seeds: mean, {esc(ctx['interval'])}.</p>")
