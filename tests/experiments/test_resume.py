@@ -118,3 +118,27 @@ def test_two_sweeps_on_one_results_file_share_the_work(tmp_path):
     assert all(n >= 1 for n in executed), executed  # and both did work
     rows = check_complete(db)
     assert {r["attempts"] for r in rows.values()} == {1}
+
+
+def test_sigterm_gives_the_runs_in_flight_back_and_exits_130(tmp_path):
+    f, db = sweep_file(tmp_path), tmp_path / "r.sqlite"
+    proc = popen("sweep", str(f), "--db", str(db), "--jobs", "1", "--threads", "1")
+    deadline = time.monotonic() + 300
+    try:
+        while not (db.exists() and any(r["status"] == "running" for r in snapshot(db).values())):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "sweep too slow"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "rerun the same command to resume" in err
+    rows = snapshot(db)
+    assert not [r for r in rows.values() if r["status"] == "running"]  # claims given back
+    assert {r["status"] for r in rows.values()} <= {"ok", "pending"}
+    with ResultsStore(db, create=False) as st:
+        assert st.integrity_ok()
