@@ -3,12 +3,11 @@ only files that exist, tables and the sweep file are on the page; aggregation ov
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from experiments.helpers import gl, write_sweep  # tests/ is on sys.path (rootdir conftest)
 from gossiplab.errors import UserError
 from gossiplab.experiments.executors import LocalExecutor
 from gossiplab.experiments.scheduler import run_sweep
@@ -17,9 +16,6 @@ from gossiplab.experiments.sweep import load_sweep
 from gossiplab.report.build import build_report
 from gossiplab.report.data import aggregate
 from gossiplab.report.figures import FIGURES
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from experiments.helpers import gl, write_sweep  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def build_report(db: str | Path, out: str | Path | None = None, *, sweep: str | 
         problems = [[r.id, r.status, f"{r.algorithm} " + ", ".join(
             f"{k}={r.value(k)}" for k in res.varied() if r.value(k) is not None),
             r.error or (f"diverged at iteration {r.diverged_at}" if r.status == "diverged" else "")]
-            for r in res.runs if r.status != "ok"]
+            for r in res.runs if r.status in ("diverged", "failed")]
         counts = res.by_status()
         compute = sum(r.wall_seconds or 0 for r in res.runs)
         title = "gossiplab report: " + ", ".join(s["name"] for s in res.sweeps) if res.sweeps \
@@ -117,6 +117,8 @@ def build_report(db: str | Path, out: str | Path | None = None, *, sweep: str | 
                 ["runs by status", ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))],
                 ["runs by algorithm", ", ".join(f"{n} {a}" for a, n in sorted(
                     _count(r.algorithm for r in res.runs).items()))],
+                ["in figures and tables", f"{counts.get('ok', 0)} ok runs; unfinished, diverged and "
+                 "failed runs are left out"],
                 ["compute (sum of run wall times)", f"{compute:.0f} s"],
                 ["seeds per configuration", ", ".join(sorted({str(r[left]) for r in rows})) or "-"],
                 ["figures", f"{len(report.figures)} drawn, {len(report.skipped)} skipped"],

@@ -73,7 +73,7 @@ def page(out: Path, ctx: dict[str, Any]) -> str:
                  " Only runs with status ok.</p>")
     parts.append(table(ctx["summary_header"], ctx["summary_rows"], left=ctx["summary_left"]))
     if ctx["problems"]:
-        parts.append("<h2>Runs that did not finish normally</h2>")
+        parts.append("<h2>Diverged and failed runs</h2>")
         parts.append(table(["run", "status", "config", "detail"], ctx["problems"], left=4))
     parts.append("<h2>Sweep files</h2>")
     for s in ctx["sweeps"]:
