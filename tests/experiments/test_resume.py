@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+from gossiplab.errors import UserError
 from gossiplab.experiments.store import ResultsStore
 
 from .helpers import gl, popen, write_sweep
@@ -40,8 +41,14 @@ def children(pid: int) -> list[int]:
 
 
 def snapshot(db: Path) -> dict[str, dict]:
-    with ResultsStore(db, create=False) as st:
-        return {r["id"]: r for r in st.runs()}
+    """The runs in the store; empty while the sweep process is still creating it."""
+    try:
+        with ResultsStore(db, create=False) as st:
+            return {r["id"]: r for r in st.runs()}
+    except UserError as e:
+        if "empty file" in str(e):
+            return {}
+        raise
 
 
 def check_complete(db: Path) -> dict[str, dict]:
