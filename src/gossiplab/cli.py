@@ -21,6 +21,9 @@ COMMAND_MODULES = [
     "gossiplab.commands.stability",
     "gossiplab.commands.theory",
     "gossiplab.commands.launch",
+    "gossiplab.commands.sweep",
+    "gossiplab.commands.report",
+    "gossiplab.commands.export",
 ]
 
 

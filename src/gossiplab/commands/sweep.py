@@ -1,0 +1,97 @@
+"""`gossiplab sweep`: expand a sweep file and run every run not yet in the results store."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="run a sweep file (grid/zip axes x seeds) into a results store")
+    p.add_argument("file", metavar="FILE.toml", help="sweep file ([sweep], [base], [grid], [[zip]])")
+    p.add_argument("--db", default="results.sqlite", metavar="FILE.sqlite",
+                   help="results store (created if missing; default results.sqlite)")
+    p.add_argument("--jobs", "-j", type=int, default=None,
+                   help="runs at once (local: default 1; ray: cluster CPUs / --threads)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per run (default: cores / jobs locally, 1 on Ray)")
+    p.add_argument("--executor", default="local", help="local (default) | ray")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address ('auto', 'host:port'); default: a local Ray instance")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
+                   help="claim lease; a claim not renewed for this long is taken over (default 120)")
+    p.add_argument("--dry-run", action="store_true", help="list the expanded runs and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _dry_run(spec, exp, db_path) -> int:
+    from pathlib import Path
+
+    from gossiplab.experiments.scheduler import expansion_line
+    from gossiplab.experiments.store import ResultsStore
+
+    statuses: dict[str, str] = {}
+    if Path(db_path).exists():
+        with ResultsStore(db_path, create=False) as store:
+            statuses = store.statuses(p.run_id for p in exp.points)
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=240)  # a file or pipe: do not squeeze the table
+    console.print(expansion_line(spec, exp), markup=False)
+    keys = spec.axes()
+    t = Table(show_edge=False)
+    for c in ["run", "algorithm", *keys, "status"]:
+        t.add_column(c)
+    for p in exp.points:
+        t.add_row(p.run_id, p.algorithm, *["-" if p.params[k] is None else str(p.params[k]) for k in keys],
+                  statuses.get(p.run_id, "new"))
+    console.print(t)
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
+    from gossiplab.errors import UserError
+    from gossiplab.experiments.executors import make_executor
+    from gossiplab.experiments.scheduler import run_sweep
+    from gossiplab.experiments.store import DEFAULT_LEASE, ResultsStore
+    from gossiplab.experiments.sweep import load_sweep
+
+    spec = load_sweep(args.file)
+    exp = spec.expand()
+    if args.dry_run:
+        return _dry_run(spec, exp, args.db)
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be >= 1")
+    lease = args.lease or DEFAULT_LEASE
+    if lease < 5:
+        raise UserError("--lease must be at least 5 seconds")
+    jobs = args.jobs if args.jobs is not None or args.executor == "ray" else 1
+    executor = make_executor(args.executor, jobs=jobs, threads=args.threads, address=args.address)
+    console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with ResultsStore(args.db) as store:
+        outcome = run_sweep(spec, store, executor, console=console, retry_failed=args.retry_failed,
+                            lease=lease, expansion=exp)
+    final = ", ".join(f"{n} {s}" for s, n in sorted(outcome.final.items()))
+    ran = sum(outcome.executed.values())
+    msg = (f"{ran} run(s) executed in {outcome.wall_seconds:.1f} s; store now holds this sweep's "
+           f"{outcome.total} runs as: {final}")
+    if outcome.lost_claims:
+        msg += f"; {outcome.lost_claims} result(s) discarded (run taken over by another process)"
+    Console(stderr=True, soft_wrap=True).print(msg)
+    if outcome.interrupted:
+        print("gossiplab: interrupted; finished runs are stored, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 1 if outcome.final.get("failed") else 0
