@@ -18,13 +18,25 @@ EVAL_SUBSAMPLE_SEED = 7  # fixed: the per-node evaluation subsample never change
 def score(module: nn.Module, ds: Dataset, x: torch.Tensor, y: torch.Tensor,
           batch_size: int = 2048) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``module`` on stored inputs ``x`` with labels ``y``."""
-    total_loss, correct, n = 0.0, 0, len(y)
-    for i in range(0, n, batch_size):
+    loss, correct, counts = score_per_class(module, ds, x, y, batch_size)
+    n = max(int(counts.sum()), 1)
+    return float(loss.sum()) / n, float(correct.sum()) / n
+
+
+@torch.no_grad()
+def score_per_class(module: nn.Module, ds: Dataset, x: torch.Tensor, y: torch.Tensor,
+                    batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class summed cross-entropy, correct predictions and sample counts ([C] each)."""
+    c = ds.num_classes
+    loss = torch.zeros(c, dtype=torch.float64, device=y.device)
+    correct = torch.zeros(c, dtype=torch.float64, device=y.device)
+    for i in range(0, len(y), batch_size):
         out = module(ds.normalise(x[i:i + batch_size]))
         yb = y[i:i + batch_size]
-        total_loss += float(F.cross_entropy(out, yb, reduction="sum"))
-        correct += int((out.argmax(1) == yb).sum())
-    return total_loss / max(n, 1), correct / max(n, 1)
+        loss += torch.bincount(yb, F.cross_entropy(out, yb, reduction="none").double(), c)
+        correct += torch.bincount(yb, (out.argmax(1) == yb).double(), c)
+    counts = torch.bincount(y, minlength=c).double()
+    return loss.cpu().numpy(), correct.cpu().numpy(), counts.cpu().numpy()
 
 
 def scored_nodes(models: int, max_nodes: int) -> list[int]:
@@ -41,11 +53,28 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 def gaps(avg: dict[str, float]) -> dict[str, float]:
     """Generalization gap, oriented so that larger = worse generalization: test minus train in
-    cross-entropy, and test minus train in 0-1 error (= train_acc - test_acc)."""
-    return {
+    cross-entropy, and test minus train in 0-1 error (= train_acc - test_acc). With the
+    label-matched test scores (see :class:`Evaluator`) also ``gen_gap_{loss,acc}_matched``."""
+    out = {
         "gen_gap_loss": avg["test_loss"] - avg["train_loss"],
         "gen_gap_acc": avg["train_acc"] - avg["test_acc"],
     }
+    if "test_loss_matched" in avg:
+        out["gen_gap_loss_matched"] = avg["test_loss_matched"] - avg["train_loss"]
+        out["gen_gap_acc_matched"] = avg["train_acc"] - avg["test_acc_matched"]
+    return out
+
+
+def label_matching_weights(train_labels: np.ndarray, test_labels: np.ndarray,
+                           num_classes: int) -> np.ndarray:
+    """Per-class weights w_c = p_S(c) / p_test(c) that make the test set's label distribution that
+    of the training union S (zero for classes absent from S; classes absent from the test set
+    cannot be represented and are dropped)."""
+    ps = np.bincount(train_labels, minlength=num_classes).astype(np.float64)
+    pt = np.bincount(test_labels, minlength=num_classes).astype(np.float64)
+    ps /= max(ps.sum(), 1.0)
+    pt /= max(pt.sum(), 1.0)
+    return np.divide(ps, pt, out=np.zeros_like(ps), where=pt > 0)
 
 
 class Evaluator:
@@ -69,6 +98,12 @@ class Evaluator:
         self.node_x_test, self.node_y_test = dataset.x_test[sub_te], dataset.y_test[sub_te]
         self._avg_row: torch.Tensor | None = None
         self._avg_module: nn.Module | None = None
+        # Under label skew with a fixed n per node, S's label distribution (that of the mixture
+        # (1/m) sum_k D_k the nodes sample from) can differ from the test set's; the test scores
+        # reweighted per class to S's labels estimate the population risk of that mixture, so
+        # the *_matched gaps measure generalization without the label shift.
+        self.class_weights = label_matching_weights(
+            self.y_train.cpu().numpy(), dataset.y_test.cpu().numpy(), dataset.num_classes)
 
     def node_ids(self, models: int) -> list[int]:
         return scored_nodes(models, self.cfg.max_nodes)
@@ -77,7 +112,13 @@ class Evaluator:
         bs = self.cfg.batch_size
         if full:
             trl, tra = score(module, self.ds, self.x_train, self.y_train, bs)
-            tel, tea = score(module, self.ds, self.ds.x_test, self.ds.y_test, bs)
+            loss, correct, counts = score_per_class(module, self.ds, self.ds.x_test, self.ds.y_test, bs)
+            n = max(counts.sum(), 1.0)
+            wn = max(float((self.class_weights * counts).sum()), 1e-300)
+            return {"train_loss": trl, "train_acc": tra,
+                    "test_loss": float(loss.sum() / n), "test_acc": float(correct.sum() / n),
+                    "test_loss_matched": float((self.class_weights * loss).sum() / wn),
+                    "test_acc_matched": float((self.class_weights * correct).sum() / wn)}
         else:
             trl, tra = score(module, self.ds, self.node_x_train, self.node_y_train, bs)
             tel, tea = score(module, self.ds, self.node_x_test, self.node_y_test, bs)
@@ -104,7 +145,7 @@ class Evaluator:
         that hold the models elsewhere (the distributed engine) assemble these and call this."""
         avg = self.score_module(self.average_module(stack, average), full=True)
         node_scores = [self.score_module(mod, full=False) for mod in node_modules]
-        nodes = {key: _stats([s[key] for s in node_scores]) for key in avg}
+        nodes = {key: _stats([s[key] for s in node_scores]) for key in node_scores[0]}
         return {
             "avg_model": avg,
             "nodes": nodes,
