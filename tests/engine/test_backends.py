@@ -196,10 +196,13 @@ def test_batches_prepared_in_worker_blocks_are_identical(monkeypatch, two_thread
     pos = sim.sampler.sample()
     aug = data.sample_augmentation(pos.numel(), torch.Generator().manual_seed(1))
     x1, y1 = data.batch(pos, aug)
-    monkeypatch.setattr(batches, "BLOCK_ELEMENTS", 200)  # blocks of 2 nodes
-    x2, y2 = data.batch(pos, aug, workers=2)
+    monkeypatch.setattr(batches, "BLOCK_ELEMENTS", 2000)  # blocks of one node
+    x2, y2 = data.batch(pos, aug, workers=1)  # blocks, one thread
+    monkeypatch.setattr(batches, "PARALLEL_MIN_ELEMENTS", 0)
+    x3, y3 = data.batch(pos, aug, workers=2)  # blocks shared by two workers
     assert x1.shape == (2, 5, 4, 3, 8, 8)
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert torch.equal(x1, x3) and torch.equal(y1, y3)
 
 
 def test_run_in_workers_nested_in_a_worker_runs_inline(two_threads):

@@ -16,7 +16,9 @@ from gossiplab.data.augment import apply_crop_flip, sample_crop_flip
 from gossiplab.data.datasets import Dataset
 from gossiplab.engine.runtime import run_in_workers
 
-BLOCK_ELEMENTS = 1 << 20  # batches are prepared in blocks of about this many input values
+BLOCK_ELEMENTS = 1 << 20  # batches are prepared in blocks of about this many input values,
+PARALLEL_MIN_ELEMENTS = 1 << 15  # by several workers from this size on (many short intra-op
+# parallel regions stall whenever another process takes one of their threads' cores)
 
 
 class BatchSampler:
@@ -110,17 +112,19 @@ class NodeData:
               workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Model-ready inputs [R, m, b, ...] and labels [R, m, b] for the given positions.
 
-        Large batches on CPU are prepared in blocks of nodes written straight into the output (the
-        temporaries of gathering, cropping and normalising stay block-sized), shared out to up to
-        ``workers`` threads by :func:`~gossiplab.engine.runtime.run_in_workers`. Every step is per
-        sample, so the values are the same whatever the blocks.
+        On CPU, large batches are prepared in blocks of nodes written straight into the output
+        (the temporaries of gathering, cropping and normalising stay block-sized), and all but
+        tiny ones are shared out to up to ``workers`` single-threaded workers by
+        :func:`~gossiplab.engine.runtime.run_in_workers`. Every step is per sample, so the values
+        are the same whatever the blocks.
         """
         m, b = positions.shape
         per_node = self.replicas * b * int(np.prod(self.dataset.input_shape))
-        if self.device.type != "cpu" or m * per_node < BLOCK_ELEMENTS:
+        total = m * per_node
+        workers = max(1, min(workers, m)) if total >= PARALLEL_MIN_ELEMENTS else 1
+        if self.device.type != "cpu" or (workers == 1 and total < BLOCK_ELEMENTS):
             return self._batch(positions, aug_params, slice(0, m))
-        workers = max(1, min(workers, m))
-        blocks = max(workers, -(-m * per_node // BLOCK_ELEMENTS))
+        blocks = max(workers, -(-total // BLOCK_ELEMENTS))
         blocks = min(m, -(-blocks // workers) * workers)  # a multiple of workers where possible
         bounds = [m * i // blocks for i in range(blocks + 1)]
         x = torch.empty(self.replicas, m, b, *self.dataset.input_shape)

@@ -80,17 +80,17 @@ class MatrixMixer:
     def plan(self, round0: int, steps: int) -> list[torch.Tensor]:
         """Operators whose successive application computes W_{round0+steps-1} ... W_{round0}:
         one per round, or their product when that is cheaper (and ``fuse`` is on)."""
-        rounds = [self.operator(round0 + q) for q in range(steps)]
-        if not self.fuse or steps < 2:
-            return rounds
-        key = (round0 % self.topology.period, steps)
+        key = (round0 % self.topology.period, steps)  # W_r depends on r only modulo the period
         ops = self._plans.get(key)
         if ops is None:
-            prod = sp.identity(self.topology.nodes, format="csr")
-            for q in range(steps):  # sparse products: cheap while the product stays sparse
-                prod = sp.csr_array(self.topology.matrix(round0 + q)) @ prod
-            fused = self._to_operator(prod.toarray())
-            ops = [fused] if self._cost(fused) < sum(self._cost(o) for o in rounds) else rounds
+            ops = [self.operator(round0 + q) for q in range(steps)]
+            if self.fuse and steps > 1:
+                prod = sp.identity(self.topology.nodes, format="csr")
+                for q in range(steps):  # sparse products: cheap while the product stays sparse
+                    prod = sp.csr_array(self.topology.matrix(round0 + q)) @ prod
+                fused = self._to_operator(prod.toarray())
+                if self._cost(fused) < sum(self._cost(o) for o in ops):
+                    ops = [fused]
             self._plans[key] = ops
         return ops
 
