@@ -175,7 +175,7 @@ def breakdown(rep: Report) -> None:
         sim = simulator(over, m, q)
         clock = PhaseClock(sim)
         clock.iterations(2)  # warm up
-        budget = 5 * rep.settings.repeats * rep.settings.block_s  # seconds of iterations
+        budget = 2 * rep.settings.repeats * rep.settings.block_s  # seconds of iterations
         phases = clock.iterations(min(400, max(10, int(budget / clock.iterations(1)["iteration"][0]))))
         raw[label] = phases
         total = float(np.median(phases["iteration"]))

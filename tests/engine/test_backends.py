@@ -213,3 +213,21 @@ def test_run_in_workers_nested_in_a_worker_runs_inline(two_threads):
 
     run_in_workers([lambda: outer(0), lambda: outer(1)])  # would deadlock if nested calls queued
     assert sorted(seen) == [(0, "a"), (0, "b"), (1, "a"), (1, "b")]
+
+
+@pytest.mark.parametrize("opts", [{}, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}])
+def test_sgd_updated_in_worker_pieces_is_bitwise_the_same(opts, monkeypatch, two_threads):
+    import gossiplab.engine.optim as optim
+
+    torch.manual_seed(0)
+    p, g = torch.randn(5, 1001), torch.randn(5, 1001)
+    a = optim.MatrixSGD(p.clone(), g.clone(), **opts)
+    a.step(0.1)
+    a.step(0.05)
+    monkeypatch.setattr(optim, "PARALLEL_MIN_ELEMENTS", 100)
+    b = optim.MatrixSGD(p.clone(), g.clone(), **opts)
+    b.step(0.1)
+    b.step(0.05)
+    assert torch.equal(a.params, b.params) and torch.equal(a.grads, b.grads)
+    if a.buf is not None:
+        assert torch.equal(a.buf, b.buf)

@@ -138,10 +138,10 @@ def threads_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor)
     if workers <= 1 or stack.device.type != "cpu":
         return loop_forward_backward(stack, x, y)
     mods = stack.modules
-    stack.grads.zero_()
     losses = torch.empty(stack.models, device=stack.device)
 
     def run(lo: int, hi: int) -> None:
+        stack.grads[lo:hi].zero_()  # here, not in one parallel region before
         for k in range(lo, hi):
             loss = F.cross_entropy(mods[k](x[k]), y[k])
             loss.backward()
