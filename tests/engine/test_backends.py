@@ -14,7 +14,7 @@ from gossiplab.engine.nodestack import (
     loop_forward_backward,
     threads_forward_backward,
 )
-from gossiplab.engine.runtime import run_in_workers, tune_malloc
+from gossiplab.engine.runtime import run_in_workers, single_threaded, tune_malloc
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import ConfigError
 from gossiplab.experiments.setup import prepare
@@ -231,3 +231,12 @@ def test_sgd_updated_in_worker_pieces_is_bitwise_the_same(opts, monkeypatch, two
     assert torch.equal(a.params, b.params) and torch.equal(a.grads, b.grads)
     if a.buf is not None:
         assert torch.equal(a.buf, b.buf)
+
+
+def test_single_threaded_restores_the_thread_count(two_threads):
+    with single_threaded():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError), single_threaded():
+        raise RuntimeError("body failed")
+    assert torch.get_num_threads() == 2

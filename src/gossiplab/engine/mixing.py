@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from gossiplab.engine.runtime import run_in_workers
+from gossiplab.engine.runtime import run_in_workers, single_threaded
 from gossiplab.topology import Topology
 
 # Use a sparse W when it is at most this dense and large enough for sparse (COO) kernels to pay off.
@@ -127,6 +127,13 @@ class MatrixMixer:
                         y = self._apply(op, y)
                     x[:, c:c + width] = y
 
+        if workers == 1:
+            if x.device.type == "cpu":
+                with single_threaded():
+                    run(starts)
+            else:
+                run(starts)
+            return x
         bounds = [len(starts) * w // workers for w in range(workers + 1)]
         run_in_workers([partial(run, starts[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
         return x

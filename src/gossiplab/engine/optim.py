@@ -6,7 +6,7 @@ from functools import partial
 
 import torch
 
-from gossiplab.engine.runtime import run_in_workers
+from gossiplab.engine.runtime import run_in_workers, single_threaded
 
 PARALLEL_MIN_ELEMENTS = 1 << 18  # smaller matrices are updated in the calling thread
 
@@ -31,8 +31,12 @@ class MatrixSGD:
         cores the engine's workers need."""
         n = self.params.numel()
         workers = min(torch.get_num_threads(), n // PARALLEL_MIN_ELEMENTS)
-        if workers <= 1 or self.params.device.type != "cpu" or not self.params.is_contiguous():
+        if self.params.device.type != "cpu" or not self.params.is_contiguous():
             self._update(lr, self.params, self.grads, self.buf)
+            return
+        if workers <= 1:
+            with single_threaded():
+                self._update(lr, self.params, self.grads, self.buf)
             return
         flat = [t.view(-1) if t is not None else None for t in (self.params, self.grads, self.buf)]
         bounds = [n * w // workers // 64 * 64 for w in range(workers)] + [n]

@@ -22,8 +22,9 @@ import ctypes.util
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 
@@ -103,3 +104,18 @@ def run_in_workers(tasks: list[Callable[[], None]]) -> None:
     for e in errors:
         if e is not None:
             raise e
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run the body with one intra-op thread in the calling thread: for small work, where threads
+    gain nothing and each parallel region can wait a whole scheduler tick on a busy machine."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
