@@ -53,9 +53,7 @@ class DSGDMGS(Algorithm):
         if self.gossip.rounds() == 0:
             return 0
         with torch.no_grad():
-            out = self.gossip.apply(params, mix, round0)
-            if out.data_ptr() != params.data_ptr():
-                params.copy_(out)
+            self.gossip.apply_(params, mix, round0)
         return self.gossip.rounds()
 
 

@@ -176,11 +176,24 @@ class EngineConfig(Section):
         description="simulator (one process, all nodes) | distributed (torch.distributed, one "
         "process per node or per block of nodes; start with torchrun or `gossiplab launch`)",
     )
-    backend: Literal["auto", "loop", "vmap"] = Field(
-        "auto", description="Per-node forward/backward: loop (CPU), vmap (GPU); auto picks."
+    backend: Literal["auto", "loop", "threads", "bmm", "vmap"] = Field(
+        "auto",
+        description="Per-node forward/backward: loop; threads (the loop split over one "
+        "single-threaded worker per thread); bmm (batched, Flatten/Linear/ReLU models); vmap "
+        "(torch.func, for GPUs). auto: bmm where it applies, else vmap on GPU, threads on CPU.",
     )
     device: str = Field("cpu", description="cpu | cuda | cuda:N | auto")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default.")
+    fuse_gossip: bool = Field(
+        True,
+        description="Run the Q plain gossip rounds of an iteration as one product by W^Q when "
+        "that is cheaper (equal up to float rounding).",
+    )
+    tune_malloc: bool = Field(
+        True,
+        description="Raise glibc's mmap/trim thresholds so large buffers are reused, not "
+        "re-faulted every step (Linux; changes no result).",
+    )
     dist_backend: Literal["auto", "gloo", "nccl"] = Field(
         "auto", description="Distributed engine: torch.distributed backend; auto = nccl on CUDA, gloo on CPU."
     )

@@ -100,6 +100,14 @@ class GossipScheme:
     def describe(self) -> dict:
         return {"name": self.name, "steps": self.steps, "rounds": self.rounds(), "bound": self.bound()}
 
+    def apply_(self, x: torch.Tensor, mix: Mix, round0: int = 0) -> torch.Tensor:
+        """In-place ``apply``: x <- the scheme's rounds of x; returns x. Schemes may override it
+        to use a faster in-place path of the engine's ``mix``."""
+        out = self.apply(x, mix, round0)
+        if out.data_ptr() != x.data_ptr():
+            x.copy_(out)
+        return x
+
 
 class PlainGossip(GossipScheme):
     """Q multiplications by W: x <- W x. Disagreement shrinks like lambda^Q."""
@@ -113,6 +121,13 @@ class PlainGossip(GossipScheme):
 
     def bound(self) -> float:
         return self.topology.contraction(self.steps)
+
+    def apply_(self, x: torch.Tensor, mix: Mix, round0: int = 0) -> torch.Tensor:
+        # The simulator's MatrixMixer runs plain rounds in place (and fused into W^Q when cheaper).
+        rounds_ = getattr(mix, "rounds_", None)
+        if rounds_ is not None and x.dim() == 2:
+            return rounds_(x, round0, self.steps)
+        return super().apply_(x, mix, round0)
 
     @classmethod
     def rounds_to(cls, topology: Topology, tol: float) -> int | None:

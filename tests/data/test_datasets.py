@@ -52,3 +52,18 @@ def test_zero_offset_no_flip_is_identity():
     out = apply_crop_flip(x, params)
     assert torch.equal(out[0], x[0]) and torch.equal(out[1], x[1].flip(-1))
     assert np.isfinite(out.numpy()).all()
+
+
+def test_normalise_in_place_gives_the_same_values_and_leaves_other_dtypes_alone():
+    from gossiplab.data.datasets import make_synthetic
+
+    ds = make_synthetic(num_train=20, num_test=5, shape=(3, 4, 4))
+    ds.scale, ds.mean, ds.std = 0.5, (0.1, 0.2, 0.3), (1.5, 2.0, 2.5)
+    x = ds.x_train[:6].clone()
+    ref = ds.normalise(x)
+    assert torch.equal(x, ds.x_train[:6])  # out of place: input untouched
+    out = ds.normalise(x, inplace=True)
+    assert out.data_ptr() == x.data_ptr() and torch.equal(out, ref)
+    u8 = torch.randint(0, 255, (2, 3, 4, 4), dtype=torch.uint8)
+    kept = u8.clone()
+    assert ds.normalise(u8, inplace=True).dtype == torch.float32 and torch.equal(u8, kept)

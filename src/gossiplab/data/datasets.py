@@ -40,13 +40,19 @@ class Dataset:
             setattr(self, k, getattr(self, k).to(device))
         return self
 
-    def normalise(self, xb: torch.Tensor) -> torch.Tensor:
-        """Stored batch -> float32 model input (scaled to [0,1], then per-channel standardised)."""
-        x = xb.to(torch.float32) * self.scale
+    def normalise(self, xb: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """Stored batch -> float32 model input (scaled to [0,1], then per-channel standardised).
+
+        ``inplace``: a float32 ``xb`` that the caller owns is normalised in place (same values).
+        """
+        if inplace and xb.dtype == torch.float32:
+            x = xb.mul_(self.scale)
+        else:
+            x = xb.to(torch.float32) * self.scale  # a new tensor: the rest runs in place on it
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mean = torch.tensor(self.mean, device=x.device).view(shape)
         std = torch.tensor(self.std, device=x.device).view(shape)
-        return (x - mean) / std
+        return x.sub_(mean).div_(std)
 
 
 def _stats(x: np.ndarray, scale: float) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -7,11 +7,18 @@ augmentation but may hold a different sample at one position, which is exactly S
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
 from gossiplab.data.augment import apply_crop_flip, sample_crop_flip
 from gossiplab.data.datasets import Dataset
+from gossiplab.engine.runtime import run_in_workers
+
+BLOCK_ELEMENTS = 1 << 20  # batches are prepared in blocks of about this many input values,
+PARALLEL_MIN_ELEMENTS = 1 << 15  # by several workers from this size on (many short intra-op
+# parallel regions stall whenever another process takes one of their threads' cores)
 
 
 class BatchSampler:
@@ -101,16 +108,48 @@ class NodeData:
     def replicas(self) -> int:
         return self.tables.shape[0]
 
-    def batch(self, positions: torch.Tensor, aug_params: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Model-ready inputs [R, m, b, ...] and labels [R, m, b] for the given positions."""
+    def batch(self, positions: torch.Tensor, aug_params: torch.Tensor | None = None, *,
+              workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-ready inputs [R, m, b, ...] and labels [R, m, b] for the given positions.
+
+        On CPU, large batches are prepared in blocks of nodes written straight into the output
+        (the temporaries of gathering, cropping and normalising stay block-sized), and all but
+        tiny ones are shared out to up to ``workers`` single-threaded workers by
+        :func:`~gossiplab.engine.runtime.run_in_workers`. Every step is per sample, so the values
+        are the same whatever the blocks.
+        """
         m, b = positions.shape
-        idx = torch.gather(self.tables, 2, positions.expand(self.replicas, m, b))
+        per_node = self.replicas * b * int(np.prod(self.dataset.input_shape))
+        total = m * per_node
+        workers = max(1, min(workers, m)) if total >= PARALLEL_MIN_ELEMENTS else 1
+        if self.device.type != "cpu" or (workers == 1 and total < BLOCK_ELEMENTS):
+            return self._batch(positions, aug_params, slice(0, m))
+        blocks = max(workers, -(-total // BLOCK_ELEMENTS))
+        blocks = min(m, -(-blocks // workers) * workers)  # a multiple of workers where possible
+        bounds = [m * i // blocks for i in range(blocks + 1)]
+        x = torch.empty(self.replicas, m, b, *self.dataset.input_shape)
+        y = torch.empty(self.replicas, m, b, dtype=torch.int64)
+
+        def run(part: list[tuple[int, int]]) -> None:
+            for lo, hi in part:
+                aug = None if aug_params is None else aug_params[lo * b:hi * b]
+                x[:, lo:hi], y[:, lo:hi] = self._batch(positions[lo:hi], aug, slice(lo, hi))
+
+        pairs = list(zip(bounds[:-1], bounds[1:], strict=True))
+        share = [len(pairs) * w // workers for w in range(workers + 1)]
+        run_in_workers([partial(run, pairs[lo:hi]) for lo, hi in zip(share[:-1], share[1:], strict=True)
+                        if hi > lo])
+        return x, y
+
+    def _batch(self, positions: torch.Tensor, aug_params: torch.Tensor | None, nodes: slice
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        m, b = positions.shape
+        idx = torch.gather(self.tables[:, nodes], 2, positions.expand(self.replicas, m, b))
         flat = idx.reshape(-1)
         x = self.dataset.x_train[flat]
         if aug_params is not None:  # on stored pixels, so padding is black as in torchvision
             x = apply_crop_flip(x, aug_params.repeat(self.replicas, 1))
-        x = self.dataset.normalise(x)
+        x = self.dataset.normalise(x, inplace=True)  # x is this function's own copy
         y = self.dataset.y_train[flat]
         return x.view(self.replicas, m, b, *x.shape[1:]), y.view(self.replicas, m, b)
 

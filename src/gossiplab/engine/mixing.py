@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
+import scipy.sparse as sp
 import torch
 
+from gossiplab.engine.runtime import run_in_workers, single_threaded
 from gossiplab.topology import Topology
 
 # Use a sparse W when it is at most this dense and large enough for sparse (COO) kernels to pay off.
 SPARSE_MAX_DENSITY = 0.15
 SPARSE_MIN_NODES = 32
+# Cost per column of x of applying an operator, in ns on one CPU core (measured; only the ratios
+# matter): BLAS runs a dense [rows, rows] product at about DENSE_NS_PER_MAC per multiply-add;
+# torch's COO ``sparse.mm`` costs about a pass per row plus a little per non-zero.
+DENSE_NS_PER_MAC = 0.06
+SPARSE_NS_PER_ROW = 1.1
+SPARSE_NS_PER_NONZERO = 0.05
+# ``rounds_`` pushes column blocks of about this many bytes through all rounds while they are in cache.
+CHUNK_BYTES = 1 << 19
 
 
 class MatrixMixer:
@@ -17,16 +29,25 @@ class MatrixMixer:
 
     Dense W uses one ``matmul``; sparse W (few edges, many nodes) a COO ``sparse.mm``. The choice
     is made once per distinct W by density (override with ``sparse=True/False``).
+
+    ``mixer(x, r)`` is the ``mix(x, r)`` protocol of :mod:`gossiplab.gossip` (returns W_r x).
+    ``mixer.rounds_(x, r0, steps)`` runs several plain rounds in place: column block by column
+    block (no [rows, d] temporary), and with ``fuse`` as one product by W_{r0+steps-1}...W_{r0}
+    whenever that product costs less than the rounds one by one (equal up to float rounding).
     """
 
     def __init__(self, topology: Topology, *, replicas: int = 1, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, sparse: bool | None = None):
+                 dtype: torch.dtype = torch.float32, sparse: bool | None = None, fuse: bool = True,
+                 chunk_bytes: int = CHUNK_BYTES):
         self.topology = topology
         self.replicas = replicas
         self.device = torch.device(device)
         self.dtype = dtype
         self.sparse = sparse
+        self.fuse = fuse
+        self.chunk_bytes = chunk_bytes
         self._cache: dict[int, torch.Tensor] = {}
+        self._plans: dict[tuple[int, int], list[torch.Tensor]] = {}
 
     def _use_sparse(self, w: np.ndarray) -> bool:
         if self.sparse is not None:
@@ -35,27 +56,84 @@ class MatrixMixer:
         density = np.count_nonzero(w) / (m * m)
         return m >= SPARSE_MIN_NODES and density <= SPARSE_MAX_DENSITY
 
+    def _to_operator(self, w: np.ndarray) -> torch.Tensor:
+        if self._use_sparse(w):
+            if self.replicas > 1:
+                w = np.kron(np.eye(self.replicas), w)
+            dense = torch.as_tensor(w, dtype=self.dtype)
+            return dense.to_sparse().coalesce().to(self.device)
+        return torch.as_tensor(w, dtype=self.dtype, device=self.device)
+
     def operator(self, r: int) -> torch.Tensor:
         """Torch form of W_r (block-diagonal over replicas when sparse)."""
         key = r % self.topology.period
         op = self._cache.get(key)
         if op is None:
-            w = self.topology.matrix(r)
-            if self._use_sparse(w):
-                if self.replicas > 1:
-                    w = np.kron(np.eye(self.replicas), w)
-                dense = torch.as_tensor(w, dtype=self.dtype)
-                op = dense.to_sparse().coalesce().to(self.device)
-            else:
-                op = torch.as_tensor(w, dtype=self.dtype, device=self.device)
-            self._cache[key] = op
+            op = self._cache[key] = self._to_operator(self.topology.matrix(r))
         return op
 
-    def __call__(self, x: torch.Tensor, r: int) -> torch.Tensor:
-        op = self.operator(r)
+    def _cost(self, op: torch.Tensor) -> float:
+        if op.is_sparse:
+            return SPARSE_NS_PER_ROW * op.shape[0] + SPARSE_NS_PER_NONZERO * op._nnz()
+        return DENSE_NS_PER_MAC * op.shape[0] ** 2 * self.replicas  # dense W acts on each replica
+
+    def plan(self, round0: int, steps: int) -> list[torch.Tensor]:
+        """Operators whose successive application computes W_{round0+steps-1} ... W_{round0}:
+        one per round, or their product when that is cheaper (and ``fuse`` is on)."""
+        key = (round0 % self.topology.period, steps)  # W_r depends on r only modulo the period
+        ops = self._plans.get(key)
+        if ops is None:
+            ops = [self.operator(round0 + q) for q in range(steps)]
+            if self.fuse and steps > 1:
+                prod = sp.identity(self.topology.nodes, format="csr")
+                for q in range(steps):  # sparse products: cheap while the product stays sparse
+                    prod = sp.csr_array(self.topology.matrix(round0 + q)) @ prod
+                fused = self._to_operator(prod.toarray())
+                if self._cost(fused) < sum(self._cost(o) for o in ops):
+                    ops = [fused]
+            self._plans[key] = ops
+        return ops
+
+    def _apply(self, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if op.is_sparse:
             return torch.sparse.mm(op, x) if x.dim() == 2 else op @ x
         if self.replicas == 1:
             return op @ x
-        m = op.shape[0]
-        return (op @ x.view(self.replicas, m, -1)).view_as(x)
+        return torch.matmul(op, x.unflatten(0, (self.replicas, op.shape[0]))).flatten(0, 1)
+
+    def __call__(self, x: torch.Tensor, r: int) -> torch.Tensor:
+        return self._apply(self.operator(r), x)
+
+    @torch.no_grad()
+    def rounds_(self, x: torch.Tensor, round0: int, steps: int) -> torch.Tensor:
+        """In place: x <- W_{round0+steps-1} ... W_{round0} x for a [rows, d] matrix; returns x.
+
+        On CPU the column blocks are shared out to :func:`run_in_workers` (one single-threaded
+        worker per intra-op thread): many small parallel regions scale poorly, blocks scale well.
+        """
+        if steps == 0:
+            return x
+        ops = self.plan(round0, steps)
+        width = max(1, self.chunk_bytes // (x.shape[0] * x.element_size()))
+        starts = list(range(0, x.shape[1], width))
+        # at least two blocks per worker, so that handing work over stays cheap
+        workers = max(1, min(torch.get_num_threads(), len(starts) // 2)) if x.device.type == "cpu" else 1
+
+        def run(part: list[int]) -> None:
+            with torch.no_grad():  # grad mode is per thread
+                for c in part:
+                    y = x[:, c:c + width]
+                    for op in ops:
+                        y = self._apply(op, y)
+                    x[:, c:c + width] = y
+
+        if workers == 1:
+            if x.device.type == "cpu":
+                with single_threaded():
+                    run(starts)
+            else:
+                run(starts)
+            return x
+        bounds = [len(starts) * w // workers for w in range(workers + 1)]
+        run_in_workers([partial(run, starts[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
+        return x

@@ -1,20 +1,31 @@
 """All node models as the rows of one [models, d] parameter matrix.
 
 Gradients and optimizer state have the same shape, so the optimizer step and every gossip round
-are single tensor operations whatever the number of nodes. Per-node forward/backward uses either
-a python loop over lightweight modules whose parameters *are* views into the matrix rows (fastest
-for convolutions on CPU), or ``torch.func.vmap`` over the stacked parameters (one batched kernel
-per layer: the right choice on GPUs and for small dense models).
+are single tensor operations whatever the number of nodes. Per-node forward/backward backends:
+
+* ``loop``: a python loop over lightweight modules whose parameters *are* views into the rows;
+* ``threads``: the same loop split over one single-threaded worker per intra-op thread (small
+  convolutions scale poorly over intra-op threads; independent nodes scale well);
+* ``bmm``: models made only of Flatten/Linear/ReLU (logreg, mlp) run as one batched matrix
+  product per layer over all nodes, one autograd graph (no per-node python overhead);
+* ``vmap``: ``torch.func.vmap`` over the stacked parameters (any model; one batched kernel per
+  layer: the right choice on GPUs; on CPU it lowers convolutions to slower grouped convolutions).
+
+``choose_backend('auto', ...)`` picks bmm where it applies, else vmap on accelerators, else
+threads (or the loop with one thread).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gossiplab.engine.runtime import run_in_workers
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,8 @@ class NodeStack:
     def bound_module(self, row: torch.Tensor, grad_row: torch.Tensor | None = None) -> nn.Module:
         """A module whose parameters are views of ``row`` (writes to the row show up in the
         module and vice versa); gradients accumulate in place into ``grad_row``."""
-        mod = copy.deepcopy(self.template)
+        # copy the module structure but not the parameter data, which the views replace
+        mod = copy.deepcopy(self.template, memo={id(p): None for p in self.template.parameters()})
         views = self.row_views(row)
         gviews = self.row_views(grad_row) if grad_row is not None else None
         for s in self.specs:
@@ -118,11 +130,82 @@ def vmap_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) ->
     return losses.detach()
 
 
-BACKENDS = {"loop": loop_forward_backward, "vmap": vmap_forward_backward}
+def threads_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Same as :func:`loop_forward_backward`, with the nodes split into contiguous blocks, one per
+    intra-op thread, each run by a worker limited to one thread. Every node's computation is the
+    single-threaded loop's, so results equal ``loop`` at one thread bitwise."""
+    workers = min(torch.get_num_threads(), stack.models)
+    if workers <= 1 or stack.device.type != "cpu":
+        return loop_forward_backward(stack, x, y)
+    mods = stack.modules
+    losses = torch.empty(stack.models, device=stack.device)
+
+    def run(lo: int, hi: int) -> None:
+        stack.grads[lo:hi].zero_()  # here, not in one parallel region before
+        for k in range(lo, hi):
+            loss = F.cross_entropy(mods[k](x[k]), y[k])
+            loss.backward()
+            losses[k] = loss.detach()
+
+    bounds = [stack.models * w // workers for w in range(workers + 1)]
+    run_in_workers([partial(run, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
+    return losses
 
 
-def choose_backend(name: str, device: torch.device) -> str:
-    """'auto': vmap on accelerators, the loop on CPU (vmap lowers convs to slower grouped convs)."""
+BMM_LAYERS = (nn.Flatten, nn.Linear, nn.ReLU)
+
+
+def bmm_supported(template: nn.Module) -> bool:
+    """True for an ``nn.Sequential`` of Flatten (from dim 1) / Linear / ReLU layers."""
+    return isinstance(template, nn.Sequential) and all(
+        isinstance(layer, BMM_LAYERS)
+        and (not isinstance(layer, nn.Flatten) or (layer.start_dim, layer.end_dim) == (1, -1))
+        for layer in template
+    )
+
+
+def bmm_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Same as :func:`loop_forward_backward` for :func:`bmm_supported` models: every layer is one
+    batched matrix product over all models, and one backward pass yields every model's gradient
+    of its own mean loss (the models' losses are independent, so the sum's gradient splits)."""
+    if not bmm_supported(stack.template):
+        raise ValueError("the bmm backend needs an nn.Sequential of Flatten/Linear/ReLU layers")
+    params = {k: v.detach().requires_grad_() for k, v in stack.stacked_views(stack.params).items()}
+    h = x.reshape(x.shape[0], x.shape[1], -1)
+    for i, layer in enumerate(stack.template):
+        if isinstance(layer, nn.Linear):
+            wt = params[f"{i}.weight"].transpose(1, 2)
+            bias = params.get(f"{i}.bias")
+            h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
+        elif isinstance(layer, nn.ReLU):
+            h = torch.relu(h)
+    models, batch, classes = h.shape
+    losses = F.cross_entropy(h.reshape(models * batch, classes), y.reshape(-1),
+                             reduction="none").view(models, batch).mean(1)
+    names = list(params)
+    grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
+    gviews = stack.stacked_views(stack.grads)
+    for name, g in zip(names, grads, strict=True):
+        gviews[name].copy_(g)
+    return losses.detach()
+
+
+BACKENDS = {
+    "loop": loop_forward_backward,
+    "threads": threads_forward_backward,
+    "bmm": bmm_forward_backward,
+    "vmap": vmap_forward_backward,
+}
+
+
+def choose_backend(name: str, device: torch.device, template: nn.Module | None = None) -> str:
+    """'auto': bmm for Flatten/Linear/ReLU models (given ``template``); otherwise vmap on
+    accelerators, and on CPU the per-node loop, split over threads when there are several (vmap
+    lowers convolutions to slower grouped convolutions on CPU)."""
     if name != "auto":
         return name
-    return "vmap" if device.type != "cpu" else "loop"
+    if template is not None and bmm_supported(template):
+        return "bmm"
+    if device.type != "cpu":
+        return "vmap"
+    return "threads" if torch.get_num_threads() > 1 else "loop"

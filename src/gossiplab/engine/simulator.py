@@ -14,9 +14,10 @@ import torch
 from gossiplab.algorithms import Algorithm, build_algorithm
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.mixing import MatrixMixer
-from gossiplab.engine.nodestack import BACKENDS, NodeStack, choose_backend
+from gossiplab.engine.nodestack import BACKENDS, NodeStack, bmm_supported, choose_backend
 from gossiplab.engine.optim import MatrixSGD
-from gossiplab.errors import Diverged
+from gossiplab.engine.runtime import tune_malloc
+from gossiplab.errors import ConfigError, Diverged
 from gossiplab.experiments.setup import Setup, build_model_for
 from gossiplab.gossip import build_gossip
 from gossiplab.schedules import build_schedule
@@ -33,6 +34,8 @@ class Simulator:
     def __init__(self, setup: Setup, algorithm: str | None = None, *,
                  replica_indices: list[list[np.ndarray]] | None = None):
         cfg = setup.cfg
+        if cfg.engine.tune_malloc:
+            tune_malloc()
         self.setup = setup
         self.cfg = cfg
         name = algorithm or cfg.algorithm.name
@@ -54,8 +57,12 @@ class Simulator:
                                    nesterov=o.nesterov, weight_decay=o.weight_decay)
         self.schedule = build_schedule(o.schedule, lr=o.lr, t0=o.t0, step_every=o.step_every,
                                        gamma=o.gamma, iterations=cfg.train.iterations)
-        self.mixer = MatrixMixer(setup.topology, replicas=self.replicas, device=self.device)
-        self.backend_name = choose_backend(cfg.engine.backend, self.device)
+        self.mixer = MatrixMixer(setup.topology, replicas=self.replicas, device=self.device,
+                                 fuse=cfg.engine.fuse_gossip)
+        self.backend_name = choose_backend(cfg.engine.backend, self.device, self.stack.template)
+        if self.backend_name == "bmm" and not bmm_supported(self.stack.template):
+            raise ConfigError(f"engine.backend = 'bmm' needs a model of Flatten/Linear/ReLU layers "
+                              f"(logreg, mlp), not '{cfg.model.name}'")
         self._forward_backward = BACKENDS[self.backend_name]
         self.iteration = 0
         self.round = 0
@@ -72,7 +79,7 @@ class Simulator:
         """One iteration; returns the mean batch loss of replica 0's models."""
         positions = self.sampler.sample().to(self.device)
         aug = self.data.sample_augmentation(positions.numel(), self.sampler.generator)
-        x, y = self.data.batch(positions, aug)
+        x, y = self.data.batch(positions, aug, workers=torch.get_num_threads())
         xg, yg = self.algorithm.arrange(x, y)
         losses = self._forward_backward(self.stack, xg, yg)
         loss = float(losses[: self.models_per_replica].mean())
