@@ -50,3 +50,50 @@ def test_pack_expands(path):
         cfg = exp.points[0].config
         assert cfg.data.dataset in ("digits", "fashion_mnist") and cfg.engine.device == "cpu"
         assert cfg.model.name in ("mlp", "cnn", "logreg")
+
+
+STUDY = sorted((CONFIGS / "study").glob("study-*.toml"))
+
+
+def test_one_study_sweep_per_claim():
+    names = {p.stem for p in STUDY}
+    assert {"study-q", "study-gap", "study-lr", "study-alpha", "study-scale", "study-topology",
+            "study-batch"} <= names
+
+
+@pytest.mark.parametrize("path", STUDY, ids=lambda p: p.name)
+def test_study_sweeps_expand_with_baseline_and_seeds(path):
+    spec = load_sweep(path)
+    exp = spec.expand()
+    assert spec.baseline and len(spec.seeds) >= 3
+    assert exp.counts()["centralized"] >= 3 and exp.counts()["dsgd_mgs"] >= 6
+    cfg = exp.points[0].config
+    assert cfg.data.dataset in ("digits", "fashion_mnist") and cfg.engine.device == "cpu"
+
+
+def test_study_base_loads():
+    load_config(CONFIGS / "study" / "_base.toml")
+
+
+GPU_STUDY = sorted((CONFIGS / "study" / "gpu").glob("study-*.toml"))
+
+
+def test_every_study_sweep_has_a_paper_scale_version():
+    assert {p.stem.removesuffix("-cifar10") for p in GPU_STUDY} >= {p.stem for p in STUDY} - {"study-schemes"}
+
+
+@pytest.mark.parametrize("path", GPU_STUDY, ids=lambda p: p.name)
+def test_paper_scale_study_sweeps_are_resnet18_on_cifar(path):
+    exp = load_sweep(path).expand()
+    for p in exp.points:
+        cfg = p.config
+        assert cfg.model.name == "resnet18" and cfg.data.dataset in ("cifar10", "cifar100")
+        assert cfg.engine.device == "cuda"
+        n = cfg.data.samples_per_node
+        assert n is None or n * cfg.topology.nodes <= 50_000
+
+
+@pytest.mark.parametrize("base", ["_base-cifar10.toml", "_base-cifar100.toml"])
+def test_paper_scale_bases_load(base):
+    cfg = load_config(CONFIGS / "study" / "gpu" / base)
+    assert cfg.model.name == "resnet18"

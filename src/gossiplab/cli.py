@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "gossiplab.commands.sweep",
     "gossiplab.commands.report",
     "gossiplab.commands.export",
+    "gossiplab.commands.study",
 ]
 
 

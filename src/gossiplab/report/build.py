@@ -30,7 +30,8 @@ from gossiplab.report.data import (
 )
 from gossiplab.report.figures import FIGURES, Skip, plt
 
-SUMMARY_METRICS = ("test_acc", "train_acc", "gen_gap_acc", "gen_gap_loss", "consensus_distance")
+SUMMARY_METRICS = ("test_acc", "train_acc", "gen_gap_acc", "gen_gap_loss", "gen_gap_loss_matched",
+                   "consensus_distance")
 
 
 @dataclass

@@ -31,6 +31,12 @@ METRICS = {
     "gen_gap_acc": ("gen_gap_acc", "gen. gap (0-1 error)"),
     "gen_gap_loss": ("gen_gap_loss", "gen. gap (loss)"),
     "consensus_distance": ("consensus_distance", "consensus distance"),
+    "test_loss_matched": ("avg_model.test_loss_matched", "test loss (label-matched)"),
+    "test_acc_matched": ("avg_model.test_acc_matched", "test accuracy (label-matched)"),
+    "gen_gap_loss_matched": ("gen_gap_loss_matched", "gen. gap (loss, label-matched)"),
+    "gen_gap_acc_matched": ("gen_gap_acc_matched", "gen. gap (0-1 error, label-matched)"),
+    "rounds": ("rounds", "gossip rounds (total)"),
+    "iteration": ("iteration", "iterations"),
 }
 
 

@@ -1,0 +1,23 @@
+"""`gossiplab study`: docs/study.md (the paper's claims, tested) from the results stores."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("study", help="assess the source paper's claims from the study results "
+                                     "(writes docs/study.md and its figures)")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="folder of the study stores results/study-<claim>.sqlite (default results)")
+    p.add_argument("--out", default="docs/study.md", metavar="FILE.md",
+                   help="the document to write (default docs/study.md)")
+    p.add_argument("--figures", metavar="DIR",
+                   help="folder for its figures (default: figures/study beside the document)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from gossiplab.report.study import build_study
+
+    out = build_study(args.results, args.out, args.figures)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,92 @@
+"""gossiplab study: the statistics behind the verdicts, and the document from a real small sweep."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from gossiplab.report.data import Run
+from gossiplab.report.study import FAILS, HOLDS, NOT_RUN, UNSURE, Est, direction, paired, seed_slopes
+
+
+def run(seed, value, **params):
+    p = {"seeds.data": seed, "seeds.init": seed, "seeds.sampling": seed, **params}
+    return Run(id=f"{seed}-{value}", status="ok", algorithm="dsgd_mgs", params=p,
+               final={"m": value})
+
+
+def test_estimate_interval_and_sign():
+    e = Est.of([1.0, 1.2, 0.9, 1.1])
+    assert e.mean == pytest.approx(1.05) and e.lo < 1.05 < e.hi and e.sign() == 1
+    assert Est.of([-1.0, 1.0, 0.1]).sign() == 0
+    assert Est.of([2.0]).sign() == 0  # one seed: no interval, no direction
+    assert direction(Est.of([-3.0, -2.5, -2.9]), -1) == HOLDS
+    assert direction(Est.of([-3.0, -2.5, -2.9]), +1) == FAILS
+    assert direction(Est.of([-1.0, 1.0, 0.2]), +1) == UNSURE
+
+
+def test_paired_differences_remove_the_seed_effect():
+    # a seed effect of +-10 hides a +1 treatment effect unless differences are paired
+    a = [run(s, 10 * s + 1.0) for s in range(4)]
+    b = [run(s, 10 * s + 0.0) for s in range(4)]
+    d = paired(a, b, "m")
+    assert d.mean == pytest.approx(1.0) and d.half == pytest.approx(0.0, abs=1e-12)
+
+
+def test_per_seed_slopes():
+    groups = [(x, [run(s, 3.0 * x + s + 0.01 * s * x) for s in range(5)]) for x in (0.0, 1.0, 2.0)]
+    e = seed_slopes(groups, "m")
+    assert e.mean == pytest.approx(3.0 + 0.01 * 2.0) and e.sign() == 1
+    glog = [(x, [run(s, math.exp(-0.5 * x) * (s + 1)) for s in range(3)]) for x in (1.0, 2.0, 3.0)]
+    assert seed_slopes(glog, "m", ylog=True).mean == pytest.approx(-0.5)
+
+
+TINY = """
+[sweep]
+name = "study-topology"
+seeds = 3
+baseline = true
+
+[base]
+data.dataset = "digits"
+data.samples_per_node = 40
+topology.nodes = 8
+train.iterations = 30
+eval.every = 30
+engine.threads = 1
+
+[grid]
+"topology.name" = ["ring", "torus", "complete"]
+"""
+
+
+def test_study_document_from_a_real_small_sweep(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    sweep = tmp_path / "study-topology.toml"
+    sweep.write_text(TINY)
+    gl = [sys.executable, "-m", "gossiplab"]
+    subprocess.run([*gl, "sweep", str(sweep), "--db", str(results / "study-topology.sqlite"),
+                    "--jobs", "1", "--threads", "1", "--quiet"], check=True, timeout=600)
+    out = tmp_path / "docs" / "study.md"
+    r = subprocess.run([*gl, "study", "--results", str(results), "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "## Verdicts" in text
+    # the topology claim was assessed from its 12 runs; the others say their results are missing
+    section = text.split("## 6. Better-connected topologies shrink the gap")[1].split("## 7.")[0]
+    assert "(12 runs" in section
+    verdict = section.split("**Verdict: ")[1].split(".**")[0]
+    assert verdict in (HOLDS, FAILS, UNSURE)
+    assert "| ring | 0.195 |" in section  # spectral gap of the 8-node ring
+    assert "study-q.sqlite` is missing" in text and NOT_RUN in text
+    assert (tmp_path / "docs" / "figures" / "study" / "topology.png").stat().st_size > 1000
+    assert "](figures/study/topology.png)" in text
+
+
+def test_missing_results_folder_is_a_clear_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "gossiplab", "study", "--results",
+                        str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "results folder not found" in r.stderr
