@@ -25,18 +25,14 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from gossiplab.algorithms import Algorithm, build_algorithm
 from gossiplab.data.datasets import Dataset
+from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.comm import Comm
-from gossiplab.engine.nodestack import BACKENDS, NodeStack, choose_backend
-from gossiplab.engine.optim import MatrixSGD
 from gossiplab.engine.p2p import NeighbourMixer
 from gossiplab.errors import ConfigError, Diverged
-from gossiplab.experiments.setup import Setup, build_model_for
-from gossiplab.gossip import build_gossip
+from gossiplab.experiments.setup import Setup
 from gossiplab.metrics import Evaluator, scored_nodes
-from gossiplab.schedules import build_schedule
 
 
 @dataclasses.dataclass
@@ -63,23 +59,16 @@ class LocalShard:
                    sizes=np.asarray(setup.partition.sizes))
 
 
-class DistributedEngine:
+class DistributedEngine(TrainingEngine):
     """Trains ``algorithm`` (default: the config's) with this rank's nodes; the training
     interface of :class:`~gossiplab.engine.simulator.Simulator` (``step``, ``lr``, ``iteration``,
     ``round``, ``state_dict``...), so :func:`~gossiplab.experiments.runner.train` drives both."""
 
     def __init__(self, setup: Setup, algorithm: str | None = None, *, comm: Comm, shard: LocalShard):
-        cfg = setup.cfg
-        self.setup = setup
-        self.cfg = cfg
         self.comm = comm
         self.shard = shard
-        name = algorithm or cfg.algorithm.name
-        m = cfg.topology.nodes
-        gossip = (build_gossip(cfg.algorithm.gossip, setup.topology, cfg.algorithm.gossip_steps)
-                  if name != "centralized" else None)
-        self.algorithm: Algorithm = build_algorithm(name, m, gossip)
-        self.models_per_replica = self.algorithm.models()
+        self._init_algorithm(setup, algorithm)
+        cfg, name, m = setup.cfg, self.algorithm.name, setup.cfg.topology.nodes
         if self.models_per_replica == m:
             self.replicated, local_models = False, shard.hi - shard.lo
         elif self.models_per_replica == 1:
@@ -88,33 +77,16 @@ class DistributedEngine:
             raise ConfigError(f"the distributed engine cannot split algorithm '{name}' "
                               f"({self.models_per_replica} models for {m} nodes)")
         self.nodes = m
-        self.device = setup.device
-        self.stack = NodeStack(build_model_for(cfg, shard.dataset), local_models, device=self.device)
+        self._init_training(shard.dataset, local_models)
         self.data = NodeData(shard.dataset, shard.node_indices, augment=setup.augment,
                              device=self.device)
         self.sampler = BatchSampler(shard.sizes, cfg.optim.batch_size, mode=cfg.data.sampling,
                                     seed=cfg.seeds.sampling)
-        o = cfg.optim
-        self.optimizer = MatrixSGD(self.stack.params, self.stack.grads, momentum=o.momentum,
-                                   nesterov=o.nesterov, weight_decay=o.weight_decay)
-        self.schedule = build_schedule(o.schedule, lr=o.lr, t0=o.t0, step_every=o.step_every,
-                                       gamma=o.gamma, iterations=cfg.train.iterations)
         self.mixer = NeighbourMixer(setup.topology, comm)
-        self.backend_name = choose_backend(cfg.engine.backend, self.device)
-        self._forward_backward = BACKENDS[self.backend_name]
-        self.iteration = 0
-        self.round = 0
-
-    @property
-    def name(self) -> str:
-        return self.algorithm.name
 
     @property
     def rank(self) -> int:
         return self.comm.rank
-
-    def lr(self) -> float:
-        return self.schedule(self.iteration)
 
     def _local_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         positions = self.sampler.sample()
@@ -163,12 +135,7 @@ class DistributedEngine:
 
     def state_dict(self) -> dict:
         return {
-            "iteration": self.iteration,
-            "round": self.round,
-            "params": self.stack.params.detach().cpu().clone(),
-            "optimizer": self.optimizer.state_dict(),
-            "sampler": self.sampler.state_dict(),
-            "algorithm": self.name,
+            **super().state_dict(),
             "rank": self.comm.rank,
             "world_size": self.comm.world_size,
             "block": [self.shard.lo, self.shard.hi],
@@ -176,19 +143,12 @@ class DistributedEngine:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["algorithm"] != self.name:
-            raise ConfigError(f"checkpoint is for {state['algorithm']}, not {self.name}")
         if (state["world_size"], list(state["block"])) != (self.comm.world_size,
                                                           [self.shard.lo, self.shard.hi]):
             raise ConfigError(
                 f"checkpoint of rank {state['rank']} was written by a run of {state['world_size']} "
                 f"processes; resume with the same number of processes ({self.comm.world_size} now)")
-        self.iteration = int(state["iteration"])
-        self.round = int(state["round"])
-        with torch.no_grad():
-            self.stack.params.copy_(state["params"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
+        super().load_state_dict(state)
 
 
 class DistributedEvaluator:
