@@ -90,3 +90,26 @@ def test_missing_results_folder_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gossiplab", "study", "--results",
                         str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "results folder not found" in r.stderr
+
+
+def test_theory_table_summarises_t_exponents_and_keeps_the_others(tmp_path):
+    import json
+
+    from gossiplab.report.study import stability_section
+
+    def row(factor, group, measured, verdict):
+        return {"factor": factor, "quantity": "stability", "algorithm": "dsgd_mgs", "group": group,
+                "measured": measured, "ci": [measured - 0.1, measured + 0.1], "theory": 0.9,
+                "verdict": verdict}
+
+    rows = [row("T", "Q=1", 0.1, "disagrees"), row("T", "Q=2", 0.3, "agrees"),
+            row("T", "Q=4", 0.2, "disagrees"), row("n", "Q=1, m=16", -0.5, "DISAGREES"),
+            row("beta", "x", 1.0, "-")]
+    path = tmp_path / "theory.json"
+    path.write_text(json.dumps({"rows": rows}))
+    text = "\n".join(stability_section(path))
+    assert "| T | stability | dsgd_mgs | all 3 groups | +0.100 .. +0.300 | +0.900 .. +0.900 | " \
+           "agrees in 1 of 3 groups |" in text
+    assert "| n | stability | dsgd_mgs | Q=1, m=16 | -0.500 [-0.600, -0.400] | +0.900 | DISAGREES |" in text
+    assert "beta" not in text.split("| factor |")[1]
+    assert "Q=2" not in text  # the per-group T rows are folded into the summary
