@@ -113,3 +113,26 @@ def test_theory_table_summarises_t_exponents_and_keeps_the_others(tmp_path):
     assert "| n | stability | dsgd_mgs | Q=1, m=16 | -0.500 [-0.600, -0.400] | +0.900 | DISAGREES |" in text
     assert "beta" not in text.split("| factor |")[1]
     assert "Q=2" not in text  # the per-group T rows are folded into the summary
+
+
+def test_synthesis_reports_the_rank_correlation_of_gap_and_fit():
+    from gossiplab.report.study import synthesis
+
+    class Res:
+        def __init__(self, runs):
+            self.ok = runs
+
+    def fit_run(seed, q, train_loss, gap):
+        return Run(id=f"{seed}-{q}", status="ok", algorithm="dsgd_mgs",
+                   params={"seeds.data": seed, "algorithm.gossip_steps": q},
+                   final={"train_loss": train_loss, "gen_gap_loss_matched": gap, "test_acc": 0.8})
+
+    # the gap falls as the train loss rises: rho = -1 over 5 configurations (2 seeds each)
+    tight = Res([fit_run(s, q, 1.0 / (q + 1), 0.1 * q + 0.01 * s) for q in range(5) for s in range(2)])
+    # no relation: rho = 0 by construction over 5 configurations
+    loose = Res([fit_run(s, q, float(q), [0.2, 0.5, 0.3, 0.1, 0.4][q] * (1 + 0.01 * s))
+                 for q in range(5) for s in range(2)])
+    text = "\n".join(synthesis([("q", tight)]))
+    assert "| study-q | 5 | -1.00" in text and "In 1 of 1 sweeps" in text
+    text = "\n".join(synthesis([("q", loose), ("lr", loose), ("gap", tight)]))
+    assert "only 1 of 3 sweeps" in text and "| study-lr | 5 | +0.00" in text
