@@ -1,6 +1,7 @@
 """gossiplab study: the statistics behind the verdicts, and the document from a real small sweep."""
 
 import math
+import shutil
 import subprocess
 import sys
 
@@ -84,6 +85,18 @@ def test_study_document_from_a_real_small_sweep(tmp_path):
     assert "study-q.sqlite` is missing" in text and NOT_RUN in text
     assert (tmp_path / "docs" / "figures" / "study" / "topology.png").stat().st_size > 1000
     assert "](figures/study/topology.png)" in text
+    assert "No paper-scale results yet" in text
+
+    # the same store as a paper-scale result: analysed again, its figures in their own folder
+    (results / "gpu").mkdir()
+    shutil.copy(results / "study-topology.sqlite", results / "gpu" / "study-topology-cifar10.sqlite")
+    r = subprocess.run([*gl, "study", "--results", str(results), "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    gpu = out.read_text().split("## Paper scale (GPU)")[1].split("## Stability")[0]
+    assert "### CIFAR10" in gpu and "(12 runs" in gpu and "No paper-scale results yet" not in gpu
+    assert "](figures/study/gpu-cifar10/topology.png)" in gpu
+    assert (tmp_path / "docs" / "figures" / "study" / "gpu-cifar10" / "topology.png").is_file()
 
 
 def test_missing_results_folder_is_a_clear_error(tmp_path):

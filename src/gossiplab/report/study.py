@@ -900,6 +900,48 @@ def synthesis(stores: list[tuple[str, Results]]) -> list[str]:
                     "test accuracy range"], rows)]
 
 
+# -- paper scale (GPU) ---------------------------------------------------------------------------------
+
+GPU_DATASETS = ("cifar10", "cifar100")
+
+
+def gpu_sections(results: Path, ctx: Context) -> list[str]:
+    """The same analyses over the paper-scale stores results/gpu/study-<claim>-<dataset>.sqlite
+    (made by configs/study/gpu/), each claim's figures in their own folder."""
+    lines: list[str] = []
+    for dataset in GPU_DATASETS:
+        found = []
+        for key_, title, text, fn in CLAIMS:
+            res = open_results(results / "gpu", f"{key_}-{dataset}")
+            if res is None or not res.ok:
+                continue
+            sub = Context(results=ctx.results, figures=ctx.figures / f"gpu-{dataset}",
+                          rel=f"{ctx.rel}/gpu-{dataset}")
+            sec = Section(key_, title, text, f"configs/study/gpu/study-{key_}-{dataset}.toml")
+            sec.runs, sec.wall = len(res.ok), _wall(res)
+            fn(res, sub, sec)
+            found.append((sec, sub))
+        if not found:
+            continue
+        lines += [f"### {dataset.upper()}", "",
+                  *table(["claim", "verdict", "runs"],
+                         [[s.title, f"**{s.verdict}**", s.runs] for s, _ in found])]
+        for sec, sub in found:
+            lines += [f"#### {sec.title}", "",
+                      f"Sweep `{sec.sweep}` ({sec.runs} runs, {sec.wall / 3600:.1f} h of run time).", "",
+                      f"**Verdict: {sec.verdict}.** {sec.reason}", "", *sec.body]
+            for name, caption in sec.figures:
+                lines += [f"![{sec.key}]({sub.rel}/{name})", "", f"*{caption}*", ""]
+    if not lines:
+        return ["No paper-scale results yet: this document was generated on a machine without a "
+                "GPU. The CIFAR-10/100 ResNet-18 versions of the sweeps are in `configs/study/gpu/`; "
+                "run them into `results/gpu/` (`gossiplab sweep configs/study/gpu/study-q-cifar10.toml "
+                "--db results/gpu/study-q-cifar10.sqlite`, and so on) and rerun `gossiplab study`: "
+                "their verdicts appear here, beside the CPU ones. The device of every run is recorded "
+                "in its store (`runs.setup`).", ""]
+    return lines
+
+
 # -- document ------------------------------------------------------------------------------------------
 
 
@@ -966,6 +1008,7 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
         lines += s.body
         for name, caption in s.figures:
             lines += [f"![{s.key}]({ctx.rel}/{name})", "", f"*{caption}*", ""]
+    lines += ["## Paper scale (GPU)", "", *gpu_sections(results, ctx)]
     lines += ["## Stability against the theory", "", *stability_section(
         results / "stability-digits" / "theory" / "theory.json")]
     if schemes is not None and schemes.ok:
