@@ -71,3 +71,25 @@ def test_waiting_ends_when_another_rank_records_an_abort(store):
     finally:
         failing.stop()
     assert e.value.rank == 2
+
+
+def test_a_value_shared_just_before_the_abort_is_still_received(store):
+    """Rank 0 publishes its decision (e.g. its own UserError) and then aborts; a waiter that first
+    looks while the key is missing and next sees the abort must still get the value (the race
+    that turned rank 1's exit code 2 into 3 under load)."""
+    waiting, failing = rank_of(store, 1, timeout=30), rank_of(store, 0)
+    looks = []
+
+    def ready():
+        looks.append(1)
+        if len(looks) == 1:  # between this first look and the next: share, then abort
+            store.set("start", "decision")
+            failing.abort(0, "UserError: bad --resume", failed=True)
+            return False
+        return store.check(["start"])
+
+    waiting.wait_until(ready, [0], "waiting for rank 0 (start)")
+    assert store.get("start") == b"decision" and len(looks) == 2
+    # with nothing shared, the abort still ends the wait
+    with pytest.raises(PeerLost, match=r"rank 0 \(node 0, host h\) failed: UserError: bad --resume"):
+        waiting.wait_until(lambda: False, [0], "waiting for rank 0 (next)")

@@ -213,6 +213,8 @@ class Liveness:
             while not ready():
                 recs = self.aborts()
                 if recs:
+                    if ready():  # set before the abort (e.g. rank 0 sharing its own error): the
+                        return  # wait succeeded; the next wait meets the abort
                     raise self._from_records(recs, what)
                 now = time.monotonic()
                 if now >= next_check:
