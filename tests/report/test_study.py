@@ -149,3 +149,19 @@ def test_synthesis_reports_the_rank_correlation_of_gap_and_fit():
     assert "| study-q | 5 | -1.00" in text and "In 1 of 1 sweeps" in text
     text = "\n".join(synthesis([("q", loose), ("lr", loose), ("gap", tight)]))
     assert "only 1 of 3 sweeps" in text and "| study-lr | 5 | +0.00" in text
+
+
+def test_schemes_reading_follows_the_rounds_table():
+    from gossiplab.report.study import _schemes_reading
+
+    reach = [("ring", 16, "plain", 8, 64), ("ring", 16, "chebyshev", 4, 32), ("ring", 16, "exact", 8, 8),
+             ("ring", 64, "plain", None, 64), ("ring", 64, "exact", 32, 32)]
+    text = " ".join(_schemes_reading(reach))
+    assert text.startswith("In 4 of 5 ")
+    assert "ring m=16: chebyshev, 4 round(s)" in text and "ring m=64: exact, 32 round(s)" in text
+    assert "Not within the rounds measured: ring m=64 plain (up to 64 rounds)." in text
+    assert "within the noise in every case" in text
+    reach[-1] = ("ring", 64, "exact", None, 32)
+    text = " ".join(_schemes_reading(reach))
+    assert "resolution of this comparison" in text and "in every case" not in text
+    assert _schemes_reading([]) == []
