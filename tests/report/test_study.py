@@ -165,3 +165,15 @@ def test_schemes_reading_follows_the_rounds_table():
     text = " ".join(_schemes_reading(reach))
     assert "resolution of this comparison" in text and "in every case" not in text
     assert _schemes_reading([]) == []
+
+
+def test_rounds_within_noise_use_centralized_seed_spread_or_a_paired_interval():
+    from gossiplab.report.study import _first_within
+
+    rr = [1, 2, 4, 8]
+    diffs = {1: Est.of([-0.30, -0.32, -0.31]), 2: Est.of([-0.05, -0.06, -0.04]),
+             4: Est.of([0.011, 0.012, 0.010]), 8: Est.of([0.001, -0.002, 0.001])}
+    assert _first_within(rr, diffs, noise=0.1) == 2  # |mean| <= the seed spread from R = 2 on
+    assert _first_within(rr, diffs, noise=0.02) == 4
+    assert _first_within(rr, diffs) == 8  # R = 4's tight interval excludes 0
+    assert _first_within(rr, diffs, noise=0.0001) is None
