@@ -172,7 +172,7 @@ def test_rounds_within_noise_use_centralized_seed_spread_or_a_paired_interval():
 
     rr = [1, 2, 4, 8]
     diffs = {1: Est.of([-0.30, -0.32, -0.31]), 2: Est.of([-0.05, -0.06, -0.04]),
-             4: Est.of([0.011, 0.012, 0.010]), 8: Est.of([0.001, -0.002, 0.001])}
+             4: Est.of([0.011, 0.012, 0.010]), 8: Est.of([0.001, -0.002, 0.002])}
     assert _first_within(rr, diffs, noise=0.1) == 2  # |mean| <= the seed spread from R = 2 on
     assert _first_within(rr, diffs, noise=0.02) == 4
     assert _first_within(rr, diffs) == 8  # R = 4's tight interval excludes 0
