@@ -1029,7 +1029,8 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
         "16 nodes with n = 250 samples each under Dirichlet(0.3) label skew, ring, constant "
         "learning rate 0.1, batch 16 per node, T = 3000 iterations (about 190 passes over the "
         "union S), unless a sweep changes it (`configs/study/_base.toml`). Every configuration "
-        "runs with 5-8 seeds (seed s sets the data, init and sampling seeds), and centralized "
+        "of the seven claims runs with 5-8 seeds, the gossip-schemes sweep with 3 (seed s sets the "
+        "data, init and sampling seeds), and centralized "
         "mini-batch SGD on the same partition and batches is run for every seed.",
         "",
         "**Measures.** The *generalization gap* is test loss minus train loss of the averaged "
