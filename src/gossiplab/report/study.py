@@ -29,7 +29,7 @@ from scipy import stats  # noqa: E402
 
 from gossiplab.errors import UserError  # noqa: E402
 from gossiplab.experiments.store import ResultsStore  # noqa: E402
-from gossiplab.report.data import Results, Run, load_results  # noqa: E402
+from gossiplab.report.data import Results, Run, aggregate, group, load_results  # noqa: E402
 
 GAP = "gen_gap_loss_matched"
 GAP_LABEL = "generalization gap (test - train loss, label-matched)"
@@ -750,8 +750,8 @@ def _schemes_reading(reach: list[tuple[str, int, str, int | None, int]]) -> list
 
 
 def _seed_sd(values: list[float]) -> float:
-    a = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    return float(a.std(ddof=1)) if a.size >= 2 else math.nan
+    agg = aggregate(values, "std")
+    return agg.half if agg.n >= 2 else math.nan
 
 
 def _first_within(rr: list[int], diffs: dict[int, Est], noise: float | None = None) -> int | None:
@@ -904,12 +904,9 @@ def stability_section(theory_json: Path) -> list[str]:
 def config_means(res: Results) -> list[tuple[float, float, float]]:
     """(mean train loss, mean gap, mean test accuracy) of every configuration of a sweep (all keys
     but the seeds), centralized runs included."""
-    groups: dict[tuple, list[Run]] = {}
-    for r in res.ok:
-        k = (r.algorithm, *sorted((k, str(v)) for k, v in r.params.items() if not k.startswith("seeds.")))
-        groups.setdefault(k, []).append(r)
+    keys = sorted({k for r in res.ok for k in r.params if not k.startswith("seeds.")})
     out = []
-    for rs in groups.values():
+    for rs in group(res.ok, keys).values():
         vals = [(r.final.get("train_loss", math.nan), r.final.get(GAP, math.nan),
                  r.final.get(ACC, math.nan)) for r in rs]
         out.append(tuple(float(np.nanmean([v[i] for v in vals])) for i in range(3)))
@@ -948,6 +945,29 @@ def synthesis(stores: list[tuple[str, Results]]) -> list[str]:
                     "test accuracy range"], rows)]
 
 
+def assess(sec: Section, res: Results, ctx: Context, fn: Analysis) -> Section:
+    """Run one claim's analysis over its store into ``sec``."""
+    sec.runs, sec.wall = len(res.ok), _wall(res)
+    fn(res, ctx, sec)
+    return sec
+
+
+def render(sec: Section, rel: str, heading: str, *, quote: bool = True, verdict: bool = True,
+           hours: bool = False) -> list[str]:
+    """A section of the document: heading, the claim, the sweep, the verdict, body and figures."""
+    wall = f"{sec.wall / 3600:.1f} h" if hours else f"{sec.wall / 60:.0f} min"
+    lines = [heading, ""]
+    if quote:
+        lines += [f"> {sec.claim}", ""]
+    lines += [f"Sweep `{sec.sweep}` ({sec.runs} runs, {wall} of run time).", ""]
+    if verdict:
+        lines += [f"**Verdict: {sec.verdict}.** {sec.reason}", ""]
+    lines += sec.body
+    for name, caption in sec.figures:
+        lines += [f"![{sec.key}]({rel}/{name})", "", f"*{caption}*", ""]
+    return lines
+
+
 # -- paper scale (GPU) ---------------------------------------------------------------------------------
 
 GPU_DATASETS = ("cifar10", "cifar100")
@@ -966,20 +986,14 @@ def gpu_sections(results: Path, ctx: Context) -> list[str]:
             sub = Context(results=ctx.results, figures=ctx.figures / f"gpu-{dataset}",
                           rel=f"{ctx.rel}/gpu-{dataset}")
             sec = Section(key_, title, text, f"configs/study/gpu/study-{key_}-{dataset}.toml")
-            sec.runs, sec.wall = len(res.ok), _wall(res)
-            fn(res, sub, sec)
-            found.append((sec, sub))
+            found.append((assess(sec, res, sub, fn), sub))
         if not found:
             continue
         lines += [f"### {dataset.upper()}", "",
                   *table(["claim", "verdict", "runs"],
                          [[s.title, f"**{s.verdict}**", s.runs] for s, _ in found])]
         for sec, sub in found:
-            lines += [f"#### {sec.title}", "",
-                      f"Sweep `{sec.sweep}` ({sec.runs} runs, {sec.wall / 3600:.1f} h of run time).", "",
-                      f"**Verdict: {sec.verdict}.** {sec.reason}", "", *sec.body]
-            for name, caption in sec.figures:
-                lines += [f"![{sec.key}]({sub.rel}/{name})", "", f"*{caption}*", ""]
+            lines += render(sec, sub.rel, f"#### {sec.title}", quote=False, hours=True)
     if not lines:
         return ["No paper-scale results yet: this document was generated on a machine without a "
                 "GPU. The CIFAR-10/100 ResNet-18 versions of the sweeps are in `configs/study/gpu/`; "
@@ -1004,6 +1018,7 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
                   rel=str(Path(figdir).resolve().relative_to(out.parent.resolve()))
                   if Path(figdir).resolve().is_relative_to(out.parent.resolve()) else str(figdir))
     sections: list[Section] = []
+    stores: list[tuple[str, Results]] = []
     for key_, title, text, fn in CLAIMS:
         sec = Section(key_, title, text, f"configs/study/study-{key_}.toml")
         res = open_results(results, key_)
@@ -1011,11 +1026,9 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
             sec.verdict = NOT_RUN
             sec.reason = f"no results: `results/study-{key_}.sqlite` is missing or empty"
         else:
-            sec.runs, sec.wall = len(res.ok), _wall(res)
-            fn(res, ctx, sec)
+            stores.append((key_, res))
+            assess(sec, res, ctx, fn)
         sections.append(sec)
-    stores = [(key_, res) for key_, *_ in CLAIMS
-              if (res := open_results(results, key_)) is not None and res.ok]
     schemes = open_results(results, "schemes")
     lines = [
         "# The source paper's claims, tested",
@@ -1051,22 +1064,13 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
     if summary:
         lines += ["## What the sweeps show together", "", *summary]
     for i, s in enumerate(sections):
-        lines += [f"## {i + 1}. {s.title}", "", f"> {s.claim}", "",
-                  f"Sweep `{s.sweep}` ({s.runs} runs, {s.wall / 60:.0f} min of run time).", "",
-                  f"**Verdict: {s.verdict}.** {s.reason}", ""]
-        lines += s.body
-        for name, caption in s.figures:
-            lines += [f"![{s.key}]({ctx.rel}/{name})", "", f"*{caption}*", ""]
+        lines += render(s, ctx.rel, f"## {i + 1}. {s.title}")
     lines += ["## Paper scale (GPU)", "", *gpu_sections(results, ctx)]
     lines += ["## Stability against the theory", "", *stability_section(
         results / "stability-digits" / "theory" / "theory.json")]
     if schemes is not None and schemes.ok:
         sec = schemes_section(schemes, ctx, results / "stability-schemes")
-        lines += [f"## {sec.title}", "", f"> {sec.claim}", "",
-                  f"Sweep `{sec.sweep}` ({sec.runs} runs, {sec.wall / 60:.0f} min of run time).", "",
-                  *sec.body]
-        for name, caption in sec.figures:
-            lines += [f"![{sec.key}]({ctx.rel}/{name})", "", f"*{caption}*", ""]
+        lines += render(sec, ctx.rel, f"## {sec.title}", verdict=False)
     from gossiplab.fileio import atomic_write_text
 
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
