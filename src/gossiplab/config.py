@@ -325,10 +325,10 @@ class Config(Section):
 
 
 HASHED_ONLY_IF_SET: tuple[tuple[str, str], ...] = (
-    *((("algorithm", k) for k in ("period", "q_schedule", "q_early", "q_late", "q_switch",
+    *(("algorithm", k) for k in ("period", "q_schedule", "q_early", "q_late", "q_switch",
                                    "consensus_target", "consensus_cap", "compressor",
-                                   "compress_ratio", "consensus_step", "compress_seed"))),
-    *((("network", k) for k in NetworkConfig.model_fields)),
+                                   "compress_ratio", "consensus_step", "compress_seed")),
+    *(("network", k) for k in NetworkConfig.model_fields),
 )
 """(section, key) pairs left out of :meth:`Config.config_hash` while at their default: keys added
 after stores of results existed (adding a key must not change every stored run's id)."""

@@ -51,10 +51,8 @@ def gossip_pga(w, grad: Grad, x0, lr, T: int, q: int = 1, period: int = 10) -> l
     x, out, wq = x0.copy(), [x0.copy()], _power(w, q)
     for t in range(T):
         half = x - lr(t) * grad(t, x)
-        if (t + 1) % period == 0:
-            x = np.repeat(half.mean(0, keepdims=True), len(half), axis=0)
-        else:
-            x = wq @ half
+        average = np.repeat(half.mean(0, keepdims=True), len(half), axis=0)
+        x = average if (t + 1) % period == 0 else wq @ half
         out.append(x.copy())
     return out
 
