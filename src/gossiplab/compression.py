@@ -30,7 +30,9 @@ def _as_bytes(t: torch.Tensor) -> torch.Tensor:
 
 
 def _from_bytes(b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return b.contiguous().view(dtype)
+    """[n, k * itemsize] uint8 -> [n, k] values (a fresh, aligned copy: a column slice of a
+    payload need not start on an element boundary)."""
+    return b.flatten().clone().view(dtype).view(b.shape[0], -1)
 
 
 class Compressor:
