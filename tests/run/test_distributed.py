@@ -14,7 +14,7 @@ import torch
 
 from engine import _launch
 from gossiplab.cli import main as cli_main
-from gossiplab.experiments.rank_checkpoints import iterations, load_models
+from gossiplab.run.rank_checkpoints import iterations, load_models
 
 WORLD = 4
 SETS = [

@@ -1,6 +1,6 @@
 """Run one experiment on the distributed engine: what ``run_experiment`` does, across processes.
 
-Every rank trains its nodes through the same :func:`~gossiplab.experiments.runner.train` loop
+Every rank trains its nodes through the same :func:`~gossiplab.run.loop.train` loop
 (the engine and evaluator are the distributed ones); rank 0 writes ``config.json``,
 ``metrics.jsonl`` and ``summary.json`` with the simulator's records, so reports read both; every
 rank writes its own checkpoints after each evaluation, and ``resume=True`` continues an
@@ -20,20 +20,18 @@ from gossiplab.engine.comm import Comm, connect
 from gossiplab.engine.distributed import DistributedEngine, DistributedEvaluator, LocalShard
 from gossiplab.engine.liveness import first_line
 from gossiplab.errors import PeerLost, UserError
-from gossiplab.experiments import rank_checkpoints as ckpt
-from gossiplab.experiments.runner import (
-    Hook,
-    RunResult,
+from gossiplab.fileio import JsonlWriter, atomic_write_json, atomic_write_text
+from gossiplab.metrics import Evaluator
+from gossiplab.run import rank_checkpoints as ckpt
+from gossiplab.run.loop import Hook, RunResult, train
+from gossiplab.run.runner import (
     algorithms_to_run,
     check_output_dir,
     config_record,
     environment,
     summary_record,
-    train,
 )
-from gossiplab.experiments.setup import Setup, prepare
-from gossiplab.fileio import JsonlWriter, atomic_write_json, atomic_write_text
-from gossiplab.metrics import Evaluator
+from gossiplab.setup import Setup, prepare
 
 
 def run_distributed(cfg: Config, out: str | Path | None = None, *, overwrite: bool = False,

@@ -19,8 +19,8 @@ import torch
 
 from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.errors import UserError
-from gossiplab.experiments.runner import Hook, RunResult
 from gossiplab.fileio import atomic_write_json
+from gossiplab.run.loop import Hook, RunResult
 
 FOLDER = "checkpoints"
 KEEP = 2
