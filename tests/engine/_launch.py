@@ -111,7 +111,7 @@ def _inject(kind: str, rank: int, at: int, algo: str = "dsgd_mgs", where: str = 
 
         distributed.DistributedEngine.step = faulty
     else:
-        from gossiplab.experiments import rank_checkpoints
+        from gossiplab.run import rank_checkpoints
 
         on_eval = rank_checkpoints.CheckpointHook.on_eval
 
