@@ -14,15 +14,15 @@ from gossiplab.engine.nodestack import BACKENDS, NodeStack, bmm_supported, choos
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.engine.runtime import tune_malloc
 from gossiplab.errors import ConfigError, Diverged
-from gossiplab.experiments.setup import Setup, build_model_for
 from gossiplab.gossip import build_gossip
 from gossiplab.more_algorithms import MORE_ALGORITHMS, Network, StatefulAlgorithm, build_stateful
 from gossiplab.schedules import build_schedule
+from gossiplab.setup import Setup, build_model_for
 
 
 class TrainingEngine:
     """Base of :class:`~gossiplab.engine.simulator.Simulator` and the distributed engine: the
-    training interface ``experiments.runner.train`` drives (``step``, ``lr``, ``iteration``,
+    training interface ``run.loop.train`` drives (``step``, ``lr``, ``iteration``,
     ``round``, ``check_finite``, ``state_dict``/``load_state_dict``)."""
 
     stack: NodeStack

@@ -32,8 +32,8 @@ from gossiplab.engine.comm import Comm
 from gossiplab.engine.exchange import DistributedNetwork
 from gossiplab.engine.p2p import NeighbourMixer
 from gossiplab.errors import ConfigError, Diverged
-from gossiplab.experiments.setup import Setup
 from gossiplab.metrics import Evaluator, scored_nodes
+from gossiplab.setup import Setup
 
 
 @dataclasses.dataclass
@@ -63,7 +63,7 @@ class LocalShard:
 class DistributedEngine(TrainingEngine):
     """Trains ``algorithm`` (default: the config's) with this rank's nodes; the training
     interface of :class:`~gossiplab.engine.simulator.Simulator` (``step``, ``lr``, ``iteration``,
-    ``round``, ``state_dict``...), so :func:`~gossiplab.experiments.runner.train` drives both."""
+    ``round``, ``state_dict``...), so :func:`~gossiplab.run.loop.train` drives both."""
 
     def __init__(self, setup: Setup, algorithm: str | None = None, *, comm: Comm, shard: LocalShard):
         self.comm = comm

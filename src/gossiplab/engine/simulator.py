@@ -15,8 +15,8 @@ from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.mixing import MatrixMixer
 from gossiplab.errors import Diverged
-from gossiplab.experiments.setup import Setup
 from gossiplab.more_algorithms import Network
+from gossiplab.setup import Setup
 
 
 class Simulator(TrainingEngine):
