@@ -14,13 +14,13 @@ import torch
 
 from gossiplab.algorithms import ALGORITHMS
 from gossiplab.compression import COMPRESSORS
-from gossiplab.more_algorithms import MORE_ALGORITHMS, build_stateful
 from gossiplab.config import Config, shown
 from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
 from gossiplab.data.partition import PARTITIONERS, Partition, partition
 from gossiplab.errors import ConfigError
 from gossiplab.gossip import SCHEMES, build_gossip
 from gossiplab.models import MODELS, build_model
+from gossiplab.more_algorithms import MORE_ALGORITHMS, build_stateful
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, Topology, build_topology
 
 
