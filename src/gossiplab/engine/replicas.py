@@ -13,24 +13,24 @@ equals that of the same run made alone (tested: bitwise on CPU with the bmm back
 
 Stability twins (:class:`~gossiplab.engine.simulator.Simulator` with ``replica_indices``) are the
 other kind of replica: copies of *one* run that share everything but a sample. This class is for
-independent runs; the sweep layer groups them (``experiments/replicas.py``).
+independent runs; ``run/replicas.py`` trains them, the sweep scheduler groups them.
 """
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from gossiplab.algorithms import build_algorithm
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler
 from gossiplab.engine.mixing import MatrixMixer
 from gossiplab.engine.optim import MatrixSGD
-from gossiplab.experiments.setup import Setup, build_model_for
-from gossiplab.gossip import build_gossip
+from gossiplab.more_algorithms import Network
 from gossiplab.schedules import build_schedule
+from gossiplab.setup import Setup, build_model_for
 
 
 def replica_key(setup: Setup, algorithm: str | None = None) -> tuple:
@@ -41,6 +41,40 @@ def replica_key(setup: Setup, algorithm: str | None = None) -> tuple:
             str(setup.device), cfg.engine.backend)
 
 
+class _Replica(TrainingEngine):
+    """One replica's own part of the iteration: its algorithm (and buffers), ledger, round
+    counter, optimizer, schedule, sampler and mixer, on its rows of the shared matrix. Built by
+    the engine base's own code, so a replica's algorithm is exactly the one a single run builds."""
+
+    def __init__(self, setup: Setup, algorithm: str | None, params: torch.Tensor,
+                 grads: torch.Tensor, device: torch.device):
+        cfg = setup.cfg
+        self._init_algorithm(setup, algorithm)
+        self.stack = SimpleNamespace(params=params, grads=grads, d=params.shape[1])
+        o = cfg.optim
+        self.optimizer = MatrixSGD(params, grads, momentum=o.momentum, nesterov=o.nesterov,
+                                   weight_decay=o.weight_decay)
+        self.schedule = build_schedule(o.schedule, lr=o.lr, t0=o.t0, step_every=o.step_every,
+                                       gamma=o.gamma, iterations=cfg.train.iterations)
+        self.sampler = BatchSampler(setup.partition.sizes, o.batch_size, mode=cfg.data.sampling,
+                                    seed=cfg.seeds.sampling)
+        self.mixer = MatrixMixer(setup.topology, device=device, fuse=cfg.engine.fuse_gossip)
+        self.net = Network(self.mixer, self.ledger)
+        self.iteration = 0
+        self.round = 0
+        if self.stateful:
+            self.algorithm.allocate(params)
+        self.diverged_at: int | None = None
+
+    def update(self, iteration: int) -> None:
+        """The single run's step after forward/backward: algorithm hook, SGD, communication."""
+        self.iteration = iteration
+        if self.stateful:
+            self.algorithm.before_update(self.stack.params, self.stack.grads, iteration, self.net)
+        self.optimizer.step(self.schedule(iteration))
+        self._communicate(self.net)
+
+
 class ReplicaSimulator(TrainingEngine):
     """Trains one algorithm for each of ``setups`` (replica r = the run of ``setups[r]``) side by
     side. The setups must share the dataset object and :func:`replica_key`."""
@@ -48,63 +82,55 @@ class ReplicaSimulator(TrainingEngine):
     def __init__(self, setups: list[Setup], algorithm: str | None = None):
         if not setups:
             raise ValueError("no runs to train")
-        keys = {replica_key(s, algorithm) for s in setups}
-        if len(keys) != 1:
+        if len({replica_key(s, algorithm) for s in setups}) != 1:
             raise ValueError("runs trained as replicas must share data, model, batch, algorithm "
                              "and device")
         first = setups[0]
         self._init_algorithm(first, algorithm)
-        name = self.algorithm.name
         self.setups = setups
         self.replicas = len(setups)
         k = self.models_per_replica
         self._init_training(first.dataset, self.replicas * k)
-        self.algorithms = [self.algorithm] + [
-            build_algorithm(name, s.cfg.topology.nodes, None if name == "centralized" else
-                            build_gossip(s.cfg.algorithm.gossip, s.topology, s.cfg.algorithm.gossip_steps))
-            for s in setups[1:]]
-        with torch.no_grad():
-            for r, s in enumerate(setups[1:], start=1):
-                init = torch.nn.utils.parameters_to_vector(
-                    build_model_for(s.cfg, s.dataset).parameters()).to(self.device)
-                self.stack.params[r * k:(r + 1) * k] = init
-        self.optimizers, self.schedules = [], []
+        self.parts: list[_Replica] = []
         for r, s in enumerate(setups):
-            o = s.cfg.optim
             rows = slice(r * k, (r + 1) * k)
-            self.optimizers.append(MatrixSGD(self.stack.params[rows], self.stack.grads[rows],
-                                             momentum=o.momentum, nesterov=o.nesterov,
-                                             weight_decay=o.weight_decay))
-            self.schedules.append(build_schedule(o.schedule, lr=o.lr, t0=o.t0, step_every=o.step_every,
-                                                 gamma=o.gamma, iterations=s.cfg.train.iterations))
-        self.optimizer = self.optimizers[0]  # (the base class's, unused here)
-        self.samplers = [BatchSampler(s.partition.sizes, s.cfg.optim.batch_size, mode=s.cfg.data.sampling,
-                                      seed=s.cfg.seeds.sampling) for s in setups]
-        self.mixers = [MatrixMixer(s.topology, device=self.device, fuse=s.cfg.engine.fuse_gossip)
-                       for s in setups]
+            if r:
+                with torch.no_grad():
+                    self.stack.params[rows] = torch.nn.utils.parameters_to_vector(
+                        build_model_for(s.cfg, s.dataset).parameters()).to(self.device)
+            self.parts.append(_Replica(s, algorithm, self.stack.params[rows], self.stack.grads[rows],
+                                       self.device))
+        self.algorithm = self.parts[0].algorithm
         nmax = max(int(s.partition.sizes.max()) for s in setups)
         tab = np.zeros((self.replicas, first.cfg.topology.nodes, nmax), dtype=np.int64)
         for r, s in enumerate(setups):
             for node, ix in enumerate(s.partition.nodes):
                 tab[r, node, :len(ix)] = ix
         self.tables = torch.from_numpy(tab).to(self.device)
-        self.rounds = [0] * self.replicas
-        self.diverged_at: list[int | None] = [None] * self.replicas
+        self.last_losses: torch.Tensor | None = None
+
+    @property
+    def rounds(self) -> list[int]:
+        return [p.round for p in self.parts]
+
+    @property
+    def diverged_at(self) -> list[int | None]:
+        return [p.diverged_at for p in self.parts]
 
     def active(self, r: int) -> bool:
-        return self.diverged_at[r] is None
+        return self.parts[r].diverged_at is None
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[R, m, b, ...] inputs and [R, m, b] labels, each replica from its own sampler."""
         ds = self.setups[0].dataset
-        positions = torch.stack([s.sample() for s in self.samplers]).to(self.device)
+        positions = torch.stack([p.sampler.sample() for p in self.parts]).to(self.device)
         idx = torch.gather(self.tables, 2, positions).reshape(-1)
         x = ds.x_train[idx]
         if self.setups[0].augment:
             from gossiplab.data.augment import apply_crop_flip, sample_crop_flip
 
             per = positions[0].numel()
-            aug = torch.cat([sample_crop_flip(per, 4, s.generator) for s in self.samplers])
+            aug = torch.cat([sample_crop_flip(per, 4, p.sampler.generator) for p in self.parts])
             x = apply_crop_flip(x, aug)
         x = ds.normalise(x, inplace=True)  # x is this function's own copy
         return x.view(*positions.shape, *x.shape[1:]), ds.y_train[idx].view(positions.shape)
@@ -117,29 +143,28 @@ class ReplicaSimulator(TrainingEngine):
         losses = self._forward_backward(self.stack, xg, yg)
         k = self.models_per_replica
         out: list[float | None] = []
-        for r in range(self.replicas):
-            if not self.active(r):
+        for r, part in enumerate(self.parts):
+            if part.diverged_at is not None:
                 out.append(None)
                 continue
             mine = losses[r * k:(r + 1) * k]
             if not math.isfinite(float(mine.sum())):
-                self.diverged_at[r] = self.iteration
+                part.diverged_at = self.iteration
                 out.append(None)
                 continue
             out.append(float(mine.mean()))
-            self.optimizers[r].step(self.schedules[r](self.iteration))
-            self.rounds[r] += self.algorithms[r].communicate(self.stack.params[r * k:(r + 1) * k],
-                                                             self.mixers[r], self.rounds[r])
+            part.update(self.iteration)
         self.iteration += 1
+        for part in self.parts:
+            part.iteration = self.iteration
         self.last_losses = losses
         return out
 
     def replica_params(self, r: int = 0) -> torch.Tensor:
-        k = self.models_per_replica
-        return self.stack.params[r * k:(r + 1) * k]
+        return self.parts[r].stack.params
 
     def replica_finite(self, r: int) -> bool:
         return bool(torch.isfinite(self.replica_params(r)).all())
 
     def replica_lr(self, r: int) -> float:
-        return self.schedules[r](self.iteration)
+        return self.parts[r].lr()

@@ -12,10 +12,11 @@ from typing import Any
 from gossiplab.config import Config, from_dict, merge
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import UserError
-from gossiplab.experiments.runner import Hook, algorithms_to_run, environment, train
-from gossiplab.experiments.setup import load_data, prepare
 from gossiplab.fileio import JsonlWriter, atomic_write_json
 from gossiplab.metrics import Evaluator
+from gossiplab.run.loop import Hook, train
+from gossiplab.run.runner import algorithms_to_run, environment
+from gossiplab.setup import load_data, prepare
 from gossiplab.stability.hooks import (
     ConsensusTracker,
     SmoothnessProbe,
