@@ -66,13 +66,15 @@ class _Replica(TrainingEngine):
             self.algorithm.allocate(params)
         self.diverged_at: int | None = None
 
-    def update(self, iteration: int) -> None:
-        """The single run's step after forward/backward: algorithm hook, SGD, communication."""
+    def before(self, iteration: int) -> None:
+        """The single run's step after forward/backward, up to the SGD update."""
         self.iteration = iteration
         if self.stateful:
             self.algorithm.before_update(self.stack.params, self.stack.grads, iteration, self.net)
-        self.optimizer.step(self.schedule(iteration))
-        self._communicate(self.net)
+
+    def optim_key(self) -> tuple:
+        o = self.cfg.optim
+        return (o.momentum, o.nesterov, o.weight_decay)
 
 
 class ReplicaSimulator(TrainingEngine):
@@ -101,6 +103,13 @@ class ReplicaSimulator(TrainingEngine):
             self.parts.append(_Replica(s, algorithm, self.stack.params[rows], self.stack.grads[rows],
                                        self.device))
         self.algorithm = self.parts[0].algorithm
+        # One SGD update of the whole matrix where every replica's is the same elementwise
+        # operation (same optimizer settings; checked per iteration: same learning rate); the
+        # replicas' momentum buffers are views of the shared one, so both paths see one state.
+        self.shared_optimizer = len({p.optim_key() for p in self.parts}) == 1
+        if self.shared_optimizer and self.optimizer.buf is not None:
+            for r, part in enumerate(self.parts):
+                part.optimizer.buf = self.optimizer.buf[r * k:(r + 1) * k]
         nmax = max(int(s.partition.sizes.max()) for s in setups)
         tab = np.zeros((self.replicas, first.cfg.topology.nodes, nmax), dtype=np.int64)
         for r, s in enumerate(setups):
@@ -141,19 +150,28 @@ class ReplicaSimulator(TrainingEngine):
         x, y = self._batch()
         xg, yg = self.algorithm.arrange(x, y)
         losses = self._forward_backward(self.stack, xg, yg)
-        k = self.models_per_replica
+        per_replica = losses.view(self.replicas, self.models_per_replica)
+        means = per_replica.mean(1).tolist()  # = each replica's own mean (tested bitwise)
+        sums = per_replica.sum(1).tolist()
         out: list[float | None] = []
+        active: list[_Replica] = []
         for r, part in enumerate(self.parts):
+            if part.diverged_at is None and not math.isfinite(sums[r]):
+                part.diverged_at = self.iteration
             if part.diverged_at is not None:
                 out.append(None)
                 continue
-            mine = losses[r * k:(r + 1) * k]
-            if not math.isfinite(float(mine.sum())):
-                part.diverged_at = self.iteration
-                out.append(None)
-                continue
-            out.append(float(mine.mean()))
-            part.update(self.iteration)
+            out.append(means[r])
+            active.append(part)
+            part.before(self.iteration)
+        lrs = {part.schedule(self.iteration) for part in active}
+        if self.shared_optimizer and len(lrs) == 1:  # (diverged rows are updated too: unread)
+            self.optimizer.step(lrs.pop())
+        else:
+            for part in active:
+                part.optimizer.step(part.schedule(self.iteration))
+        for part in active:
+            part._communicate(part.net)
         self.iteration += 1
         for part in self.parts:
             part.iteration = self.iteration
