@@ -19,8 +19,9 @@ import torch
 import gossiplab
 from gossiplab.config import Config
 from gossiplab.engine.simulator import Simulator
+from gossiplab.engine.threads import ThreadChoice, apply_threads, choose_threads, step_flops
 from gossiplab.errors import Diverged, UserError
-from gossiplab.experiments.setup import Setup, prepare
+from gossiplab.experiments.setup import Setup, build_model_for, prepare
 from gossiplab.fileio import (
     JsonlWriter,
     atomic_write_json,
@@ -166,6 +167,18 @@ def train(setup: Setup, algorithm: str | None = None, *, hooks: list[Hook] | tup
     return result
 
 
+def choose_run_threads(setup: Setup, cap: int | None = None) -> ThreadChoice:
+    """engine.threads if set, else a count from the work per step and the free cores
+    (engine/threads.py), recorded in config.json and summary.json as ``threads``."""
+    cfg = setup.cfg
+    flops = None
+    if not cfg.engine.threads:
+        template = build_model_for(cfg, setup.dataset)
+        flops = step_flops(template, tuple(setup.dataset.input_shape),
+                           cfg.topology.nodes * cfg.optim.batch_size)
+    return choose_threads(cfg.engine.threads, flops, cap=cap, device=setup.device.type)
+
+
 def environment() -> dict[str, Any]:
     return {
         "gossiplab": gossiplab.__version__,
@@ -207,7 +220,8 @@ class _MetricsLog(Hook):
 def run_experiment(cfg: Config, out: str | Path | None = None, *,
                    hooks: Callable[[str], list[Hook]] | None = None,
                    setup: Setup | None = None, overwrite: bool = False,
-                   checkpoint_every: int | None = None, resume: bool = False) -> dict:
+                   checkpoint_every: int | None = None, resume: bool = False,
+                   thread_cap: int | None = None) -> dict:
     """Train the configured algorithm and (optionally) centralized on the same setup; write the
     three output files into ``out`` when given; return the summary dict.
 
@@ -216,6 +230,7 @@ def run_experiment(cfg: Config, out: str | Path | None = None, *,
     ``resume=True`` continues the interrupted run in ``out`` (``cfg`` must be the one in its
     config.json) from its checkpoints; metrics.jsonl is rebuilt from them, so the finished files
     equal those of an uninterrupted run (bitwise on CPU, up to wall-clock fields).
+    ``thread_cap``: most threads the default thread choice may take (a sweep worker's share).
     """
     from gossiplab.experiments import checkpointing as ck
 
@@ -228,7 +243,9 @@ def run_experiment(cfg: Config, out: str | Path | None = None, *,
     names = algorithms_to_run(cfg)
     restored = ck.restore_run(out_path, cfg, names) if resume else {}
     setup = setup or prepare(cfg)
-    described = setup.describe()
+    threads = choose_run_threads(setup, cap=thread_cap)
+    apply_threads(threads)
+    described = {**setup.describe(), "threads": threads.record()}
     env = environment()
     writer = None
     if out_path is not None:
@@ -310,6 +327,7 @@ def summary_record(cfg: Config, results: dict[str, RunResult], described: dict, 
         "runs": {n: r.summary() for n, r in results.items()},
         "topology": described["topology"],
         "heterogeneity": described["partition"],
+        **({"threads": described["threads"]} if "threads" in described else {}),
         "seeds": cfg.seeds.model_dump(),
         "environment": env,
     }
