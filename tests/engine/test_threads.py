@@ -9,8 +9,8 @@ import torch
 
 from gossiplab.config import load_config
 from gossiplab.engine import threads as th
-from gossiplab.experiments.runner import choose_run_threads, run_experiment
-from gossiplab.experiments.setup import prepare
+from gossiplab.run.runner import choose_run_threads, run_experiment
+from gossiplab.setup import prepare
 
 
 @pytest.fixture

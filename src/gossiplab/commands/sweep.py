@@ -32,8 +32,8 @@ def register(sub) -> None:
 def _dry_run(spec, exp, db_path) -> int:
     from pathlib import Path
 
-    from gossiplab.experiments.scheduler import expansion_line
-    from gossiplab.experiments.store import ResultsStore
+    from gossiplab.sweep.scheduler import expansion_line
+    from gossiplab.sweep.store import ResultsStore
 
     statuses: dict[str, str] = {}
     if Path(db_path).exists():
@@ -60,10 +60,10 @@ def _raise_interrupt(signum, frame):
 
 def run(args) -> int:
     from gossiplab.errors import UserError
-    from gossiplab.experiments.executors import make_executor
-    from gossiplab.experiments.scheduler import run_sweep
-    from gossiplab.experiments.store import DEFAULT_LEASE, ResultsStore
-    from gossiplab.experiments.sweep import load_sweep
+    from gossiplab.sweep.executors import make_executor
+    from gossiplab.sweep.scheduler import run_sweep
+    from gossiplab.sweep.spec import load_sweep
+    from gossiplab.sweep.store import DEFAULT_LEASE, ResultsStore
 
     spec = load_sweep(args.file)
     exp = spec.expand()

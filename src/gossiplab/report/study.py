@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from gossiplab.errors import UserError  # noqa: E402
-from gossiplab.experiments.store import ResultsStore  # noqa: E402
 from gossiplab.report.data import Results, Run, aggregate, group, load_results  # noqa: E402
+from gossiplab.sweep.store import ResultsStore  # noqa: E402
 
 GAP = "gen_gap_loss_matched"
 GAP_LABEL = "generalization gap (test - train loss, label-matched)"

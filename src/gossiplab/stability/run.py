@@ -13,10 +13,11 @@ from gossiplab.config import Config, from_dict, merge
 from gossiplab.engine.simulator import Simulator
 from gossiplab.engine.threads import apply_threads
 from gossiplab.errors import UserError
-from gossiplab.experiments.runner import Hook, algorithms_to_run, choose_run_threads, environment, train
-from gossiplab.experiments.setup import load_data, prepare
 from gossiplab.fileio import JsonlWriter, atomic_write_json
 from gossiplab.metrics import Evaluator
+from gossiplab.run.loop import Hook, train
+from gossiplab.run.runner import algorithms_to_run, choose_run_threads, environment
+from gossiplab.setup import load_data, prepare
 from gossiplab.stability.hooks import (
     ConsensusTracker,
     SmoothnessProbe,

@@ -19,10 +19,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from gossiplab.experiments.executors import Done
-from gossiplab.experiments.executors import Progress as ProgressEvent
-from gossiplab.experiments.store import DEFAULT_LEASE, Owner, ResultsStore
-from gossiplab.experiments.sweep import Expansion, SweepPoint, SweepSpec
+from gossiplab.sweep.executors import Done
+from gossiplab.sweep.executors import Progress as ProgressEvent
+from gossiplab.sweep.spec import Expansion, SweepPoint, SweepSpec
+from gossiplab.sweep.store import DEFAULT_LEASE, Owner, ResultsStore
 
 RECHECK_SECONDS = 2.0  # how often runs claimed by another process are looked at again
 

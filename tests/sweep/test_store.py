@@ -10,8 +10,8 @@ import time
 import pytest
 
 from gossiplab.errors import UserError
-from gossiplab.experiments.store import Owner, ResultsStore
-from gossiplab.experiments.sweep import parse_sweep
+from gossiplab.sweep.spec import parse_sweep
+from gossiplab.sweep.store import Owner, ResultsStore
 
 
 def tiny_spec(n=6):

@@ -6,10 +6,10 @@ import time
 
 from rich.console import Console
 
-from gossiplab.experiments.executors import Done, LocalExecutor, fair_threads
-from gossiplab.experiments.scheduler import run_sweep
-from gossiplab.experiments.store import ResultsStore
-from gossiplab.experiments.sweep import load_sweep
+from gossiplab.sweep.executors import Done, LocalExecutor, fair_threads
+from gossiplab.sweep.scheduler import run_sweep
+from gossiplab.sweep.spec import load_sweep
+from gossiplab.sweep.store import ResultsStore
 
 from .helpers import gl, write_sweep
 

@@ -3,9 +3,9 @@
 import pytest
 from rich.console import Console
 
-from gossiplab.experiments.scheduler import run_sweep
-from gossiplab.experiments.store import ResultsStore
-from gossiplab.experiments.sweep import load_sweep
+from gossiplab.sweep.scheduler import run_sweep
+from gossiplab.sweep.spec import load_sweep
+from gossiplab.sweep.store import ResultsStore
 
 from .helpers import write_sweep
 
@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'gossipl
 
 
 def test_ray_executor_runs_a_sweep_on_a_local_ray_instance(tmp_path):
-    from gossiplab.experiments.executors import RayExecutor
+    from gossiplab.sweep.executors import RayExecutor
 
     f = write_sweep(tmp_path / "s.toml", """
         [grid]

@@ -8,8 +8,8 @@ import torch
 
 from gossiplab.checkpoint import save_checkpoint
 from gossiplab.errors import UserError
-from gossiplab.experiments import rank_checkpoints as ckpt
-from gossiplab.experiments.distributed import _keep_metrics
+from gossiplab.run import rank_checkpoints as ckpt
+from gossiplab.run.distributed import _keep_metrics
 
 
 def fake_state(rank, it, replicated=False):

@@ -26,8 +26,8 @@ from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.config import Config, from_dict
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import UserError
-from gossiplab.experiments.runner import Hook, RunResult, eval_points
 from gossiplab.fileio import safe_filename
+from gossiplab.run.loop import Hook, RunResult, eval_points
 
 CHECKPOINT_DIR = "checkpoints"
 KIND = "gossiplab-run-state"
@@ -64,7 +64,7 @@ class CheckpointHook(Hook):
 
     A checkpoint that falls on an evaluation point is written after the evaluation, so only a
     state whose metrics came out finite is ever kept as good. ``result`` is the live
-    :class:`RunResult` that :func:`~gossiplab.experiments.runner.train` fills in (pass the same
+    :class:`RunResult` that :func:`~gossiplab.run.loop.train` fills in (pass the same
     object to ``train(result=...)``).
     """
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from gossiplab.errors import UserError
-from gossiplab.experiments.store import ResultsStore
+from gossiplab.sweep.store import ResultsStore
 
 from .helpers import gl, popen, write_sweep
 

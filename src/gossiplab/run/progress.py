@@ -12,7 +12,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from gossiplab.experiments.runner import Hook
+from gossiplab.run.loop import Hook
 
 
 def make_progress(console: Console | None = None) -> Progress:

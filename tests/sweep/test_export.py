@@ -5,9 +5,9 @@ import importlib.util
 
 import pytest
 
-from gossiplab.experiments.export import export
-from gossiplab.experiments.store import Owner, ResultsStore
-from gossiplab.experiments.sweep import parse_sweep
+from gossiplab.sweep.export import export
+from gossiplab.sweep.spec import parse_sweep
+from gossiplab.sweep.store import Owner, ResultsStore
 
 from .helpers import gl
 from .test_store import ok_payload

@@ -1,16 +1,14 @@
-"""Run one experiment: train the configured algorithm (and its centralized baseline), evaluate at
-fixed points, write config.json / metrics.jsonl / summary.json. Evaluation, progress and any
-extra behaviour (checkpoints: experiments/checkpointing.py) attach as hooks rather than flags in
-the loop."""
+"""Run one experiment on the simulator: train the configured algorithm (and its centralized
+baseline) through :func:`~gossiplab.run.loop.train`, write config.json / metrics.jsonl /
+summary.json. Progress, checkpoints (run/checkpointing.py) and any extra behaviour attach as
+hooks rather than flags in the loop."""
 
 from __future__ import annotations
 
-import math
 import platform
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,7 @@ import gossiplab
 from gossiplab.config import Config
 from gossiplab.engine.simulator import Simulator
 from gossiplab.engine.threads import ThreadChoice, apply_threads, choose_threads, step_flops
-from gossiplab.errors import Diverged, UserError
-from gossiplab.experiments.setup import Setup, build_model_for, prepare
+from gossiplab.errors import UserError
 from gossiplab.fileio import (
     JsonlWriter,
     atomic_write_json,
@@ -30,141 +27,11 @@ from gossiplab.fileio import (
     remove_stale_temp_files,
     to_json_line,
 )
-from gossiplab.metrics import Evaluator
+from gossiplab.run import checkpointing as ck
+from gossiplab.run.loop import Hook, RunResult, train
+from gossiplab.setup import Setup, build_model_for, prepare
 
 OUTPUT_FILES = ("config.json", "metrics.jsonl", "summary.json")
-
-
-class Hook:
-    """Called by :func:`train` at fixed points; subclass and override what you need."""
-
-    def on_start(self, sim: Simulator) -> None: ...
-
-    def on_step(self, sim: Simulator, loss: float) -> None: ...
-
-    def on_eval(self, sim: Simulator, record: dict) -> None: ...
-
-    def on_end(self, sim: Simulator, result: RunResult) -> None: ...
-
-
-@dataclass
-class RunResult:
-    algorithm: str
-    status: str = "ok"  # ok | diverged
-    final: dict | None = None
-    history: list[dict] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    diverged_at: int | None = None
-    pending_losses: list[float] = field(default_factory=list)  # batch losses since the last eval
-
-    def summary(self) -> dict:
-        return {
-            "algorithm": self.algorithm,
-            "status": self.status,
-            "diverged_at": self.diverged_at,
-            "final": self.final,
-            "wall_seconds": self.wall_seconds,
-            "eval_seconds": self.eval_seconds,
-            "eval_fraction": self.eval_seconds / self.wall_seconds if self.wall_seconds else 0.0,
-        }
-
-
-def first_nonfinite(obj: Any, path: str = "") -> str | None:
-    """Dotted path of the first NaN/inf number in a (nested) record, or None."""
-    if isinstance(obj, float):
-        return None if math.isfinite(obj) else path or "value"
-    if isinstance(obj, dict):
-        items = obj.items()
-    elif isinstance(obj, list | tuple):
-        items = ((str(i), v) for i, v in enumerate(obj))
-    else:
-        return None
-    for k, v in items:
-        bad = first_nonfinite(v, f"{path}.{k}" if path else str(k))
-        if bad is not None:
-            return bad
-    return None
-
-
-def eval_points(iterations: int, every: int) -> set[int]:
-    """Iterations after which to evaluate: 0 (the initial model), every ``every``, and the end."""
-    return {0, iterations, *range(every, iterations, every)}
-
-
-def train(setup: Setup, algorithm: str | None = None, *, hooks: list[Hook] | tuple = (),
-          sim: Simulator | None = None, evaluator: Any = None,
-          result: RunResult | None = None) -> RunResult:
-    """Train one algorithm for ``cfg.train.iterations`` iterations with periodic evaluation.
-
-    ``sim`` is any engine with the simulator's training interface (the distributed engine passes
-    itself); ``evaluator`` anything with ``evaluate(sim) -> dict`` (default: :class:`Evaluator`).
-    To continue an interrupted run, pass ``sim`` restored from a checkpoint and ``result`` as it
-    was at that point (history, batch losses since the last evaluation, timings): the run then
-    goes on exactly as if it had never stopped. ``result`` is updated in place (its
-    ``wall_seconds`` before every hook call), so a hook holding it sees the live progress.
-    """
-    cfg = setup.cfg
-    sim = sim or Simulator(setup, algorithm)
-    if evaluator is None:
-        evaluator = Evaluator(setup.dataset, setup.partition.union(), cfg.eval)
-    T = cfg.train.iterations
-    points = eval_points(T, cfg.eval.every)
-    if result is None:
-        result = RunResult(algorithm=sim.name)
-    elif result.algorithm != sim.name:
-        raise ValueError(f"result of {result.algorithm} given to continue {sim.name}")
-    wall0 = result.wall_seconds
-    t0 = time.perf_counter()
-    losses = result.pending_losses
-
-    def clock() -> float:
-        return wall0 + time.perf_counter() - t0
-
-    def evaluate() -> None:
-        e0 = time.perf_counter()
-        sim.check_finite()
-        rec = {
-            "algorithm": sim.name,
-            "iteration": sim.iteration,
-            "rounds": sim.round,
-            "lr": sim.lr(),
-            "train_batch_loss": sum(losses) / len(losses) if losses else None,
-            **evaluator.evaluate(sim),
-        }
-        bad = first_nonfinite(rec)
-        if bad is not None:  # finite parameters can still overflow the loss: diverged all the same
-            raise Diverged(sim.iteration, f"evaluation metric {bad}")
-        losses.clear()
-        result.eval_seconds += time.perf_counter() - e0
-        rec["elapsed"] = clock()
-        result.history.append(rec)
-        result.final = rec
-        result.wall_seconds = clock()
-        for h in hooks:
-            h.on_eval(sim, rec)
-
-    for h in hooks:
-        h.on_start(sim)
-    try:
-        done = result.history and result.history[-1]["iteration"] == sim.iteration
-        if sim.iteration in points and not done:  # (a resumed run may have evaluated already)
-            evaluate()
-        while sim.iteration < T:
-            loss = sim.step()
-            losses.append(loss)
-            result.wall_seconds = clock()
-            for h in hooks:
-                h.on_step(sim, loss)
-            if sim.iteration in points:
-                evaluate()
-    except Diverged as d:
-        result.status = "diverged"
-        result.diverged_at = d.iteration
-    result.wall_seconds = clock()
-    for h in hooks:
-        h.on_end(sim, result)
-    return result
 
 
 def choose_run_threads(setup: Setup, cap: int | None = None) -> ThreadChoice:
@@ -230,10 +97,7 @@ def run_experiment(cfg: Config, out: str | Path | None = None, *,
     ``resume=True`` continues the interrupted run in ``out`` (``cfg`` must be the one in its
     config.json) from its checkpoints; metrics.jsonl is rebuilt from them, so the finished files
     equal those of an uninterrupted run (bitwise on CPU, up to wall-clock fields).
-    ``thread_cap``: most threads the default thread choice may take (a sweep worker's share).
     """
-    from gossiplab.experiments import checkpointing as ck
-
     out_path = Path(out) if out is not None else None
     if resume and out_path is None:
         raise UserError("resuming needs the output folder of the interrupted run")

@@ -4,7 +4,7 @@ import pytest
 
 from gossiplab.config import Config, from_dict
 from gossiplab.errors import ConfigError
-from gossiplab.experiments.sweep import baseline_ignores, load_sweep, parse_sweep
+from gossiplab.sweep.spec import baseline_ignores, load_sweep, parse_sweep
 
 
 def spec(**tables):

@@ -13,12 +13,13 @@ import torch
 from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.config import load_config
 from gossiplab.errors import UserError
-from gossiplab.experiments.checkpointing import (
+from gossiplab.run.checkpointing import (
     CheckpointHook,
     checkpoint_path,
     read_run_config,
 )
-from gossiplab.experiments.runner import Hook, run_experiment
+from gossiplab.run.loop import Hook
+from gossiplab.run.runner import run_experiment
 from run_outputs import assert_same_run, final_states
 
 OVERRIDES = ["topology.nodes=4", "optim.batch_size=8", "train.iterations=40", "eval.every=15",
@@ -162,8 +163,8 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_a_nonfinite_state_is_never_saved(cfg, tmp_path):
     from gossiplab.engine.simulator import Simulator
-    from gossiplab.experiments.runner import RunResult
-    from gossiplab.experiments.setup import prepare
+    from gossiplab.run.loop import RunResult
+    from gossiplab.setup import prepare
 
     sim = Simulator(prepare(cfg))
     hook = CheckpointHook(tmp_path / "c.pt", RunResult("dsgd_mgs"), every=1, config_hash="x")

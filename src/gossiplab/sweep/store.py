@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gossiplab.errors import UserError
-from gossiplab.experiments.sweep import SweepPoint, SweepSpec, get_dotted, param_value
+from gossiplab.sweep.spec import SweepPoint, SweepSpec, get_dotted, param_value
 
 SCHEMA_VERSION = 1
 FINISHED = ("ok", "diverged", "failed")

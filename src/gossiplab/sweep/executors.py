@@ -70,7 +70,7 @@ def _dataset_for(cfg) -> Any:
     """Datasets are loaded once per worker and reused by its later runs (the last two kept)."""
     import json
 
-    from gossiplab.experiments.setup import load_data
+    from gossiplab.setup import load_data
 
     d = cfg.data
     key = json.dumps([d.dataset, d.root, d.download, d.verify] + (
@@ -90,8 +90,9 @@ def execute(config: dict[str, Any], threads: int = 0,
     import torch
 
     from gossiplab.config import from_dict
-    from gossiplab.experiments.runner import Hook, environment, run_experiment
-    from gossiplab.experiments.setup import prepare
+    from gossiplab.run.loop import Hook
+    from gossiplab.run.runner import environment, run_experiment
+    from gossiplab.setup import prepare
 
     started = time.time()
     history: list[dict] = []

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from gossiplab.errors import UserError
-from gossiplab.experiments.store import ResultsStore
-from gossiplab.experiments.sweep import flatten
 from gossiplab.fileio import atomic_write, atomic_write_text
+from gossiplab.sweep.spec import flatten
+from gossiplab.sweep.store import ResultsStore
 
 RUN_FIELDS = ("id", "status", "algorithm", "error", "diverged_at", "attempts", "created", "started",
               "ended", "wall_seconds", "gossiplab_version", "torch_version", "python_version", "host",

@@ -4,7 +4,7 @@ import pytest
 
 from gossiplab.config import load_config
 from gossiplab.errors import ConfigError
-from gossiplab.experiments.setup import prepare
+from gossiplab.setup import prepare
 
 
 def test_gossip_scheme_is_described_with_the_rounds_it_uses():
