@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import torch
 
 from gossiplab.algorithms import ALGORITHMS
+from gossiplab.compression import COMPRESSORS
 from gossiplab.config import Config, shown
 from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
 from gossiplab.data.partition import PARTITIONERS, Partition, partition
 from gossiplab.errors import ConfigError
 from gossiplab.gossip import SCHEMES, build_gossip
 from gossiplab.models import MODELS, build_model
+from gossiplab.more_algorithms import MORE_ALGORITHMS, build_stateful
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, Topology, build_topology
 
 
@@ -82,7 +84,9 @@ def check_names(cfg: Config) -> None:
     _choice("topology.name", "topology", cfg.topology.name, ALL_TOPOLOGIES)
     _choice("topology.mixing", "mixing rule", cfg.topology.mixing, MIXING_RULES)
     _choice("model.name", "model", cfg.model.name, MODELS)
-    _choice("algorithm.name", "algorithm", cfg.algorithm.name, ALGORITHMS)
+    _choice("algorithm.name", "algorithm", cfg.algorithm.name, [*ALGORITHMS, *MORE_ALGORITHMS])
+    if cfg.algorithm.name == "choco":
+        _choice("algorithm.compressor", "compressor", cfg.algorithm.compressor, COMPRESSORS)
     _choice("algorithm.gossip", "gossip scheme", cfg.algorithm.gossip, SCHEMES)
     t = cfg.topology
     if t.name == "file" and t.edge_file is None and t.matrix_file is None:
@@ -129,7 +133,9 @@ def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     if topo.nodes != m:
         raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
     if cfg.algorithm.name != "centralized":  # fail early on a gossip scheme the topology can't run
-        build_gossip(cfg.algorithm.gossip, topo, cfg.algorithm.gossip_steps)
+        gossip = build_gossip(cfg.algorithm.gossip, topo, cfg.algorithm.gossip_steps)
+        if cfg.algorithm.name in MORE_ALGORITHMS:  # and on options the algorithm refuses
+            build_stateful(cfg.algorithm.name, m, gossip, cfg.algorithm, cfg.train.iterations)
     augment = ds.augment if cfg.data.augment is None else cfg.data.augment
     if augment and len(ds.input_shape) != 3:
         raise ConfigError("data.augment needs image data [C, H, W]")

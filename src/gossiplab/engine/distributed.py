@@ -29,6 +29,7 @@ from gossiplab.data.datasets import Dataset
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.comm import Comm
+from gossiplab.engine.exchange import DistributedNetwork
 from gossiplab.engine.p2p import NeighbourMixer
 from gossiplab.errors import ConfigError, Diverged
 from gossiplab.metrics import Evaluator, scored_nodes
@@ -83,6 +84,7 @@ class DistributedEngine(TrainingEngine):
         self.sampler = BatchSampler(shard.sizes, cfg.optim.batch_size, mode=cfg.data.sampling,
                                     seed=cfg.seeds.sampling)
         self.mixer = NeighbourMixer(setup.topology, comm)
+        self.net = DistributedNetwork(self.mixer, comm, self.ledger, m)
 
     @property
     def rank(self) -> int:
@@ -110,14 +112,17 @@ class DistributedEngine(TrainingEngine):
             if not math.isfinite(loss):
                 raise Diverged(self.iteration, "loss")
             self.stack.grads.mul_(share)
-            self.comm.all_reduce(self.stack.grads, what + " (gradient all-reduce)")
+            self.net.all_reduce(self.stack.grads, what + " (gradient all-reduce)")
         else:
             total = self.comm.all_reduce(losses.double().sum().reshape(1), what + " (loss)")
             loss = float(total[0]) / self.nodes
             if not math.isfinite(loss):
                 raise Diverged(self.iteration, "loss")
+        if self.stateful:
+            self.algorithm.before_update(self.stack.params, self.stack.grads, self.iteration,
+                                         self.net)
         self.optimizer.step(self.schedule(self.iteration))
-        self.round += self.algorithm.communicate(self.stack.params, self.mixer, self.round)
+        self._communicate(self.net)
         self.iteration += 1
         return loss
 
