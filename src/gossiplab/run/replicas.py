@@ -22,7 +22,8 @@ from gossiplab.run.loop import (
     first_nonfinite,
     process_started_at,
 )
-from gossiplab.run.runner import algorithms_to_run, environment, summary_record
+from gossiplab.engine.threads import apply_threads
+from gossiplab.run.runner import algorithms_to_run, choose_run_threads, environment, summary_record
 from gossiplab.setup import Setup
 
 # Config keys whose values never change a tensor's shape or the order of an iteration's steps:
@@ -178,14 +179,18 @@ def train_replicas(setups: list[Setup], algorithm: str | None = None, *,
 
 
 def run_replicas(configs: list[Config], setups: list[Setup], *,
-                 hooks: Callable[[int, str], list[Hook]] | None = None) -> list[dict[str, Any]]:
+                 hooks: Callable[[int, str], list[Hook]] | None = None,
+                 thread_cap: int | None = None) -> list[dict[str, Any]]:
     """:func:`~gossiplab.run.runner.run_experiment`'s summaries (no output folder) for
-    runs trained as replicas; ``hooks(r, algorithm)`` gives run r's hooks."""
+    runs trained as replicas; ``hooks(r, algorithm)`` gives run r's hooks. The thread count is
+    chosen once, as for the first run (replicas share engine.threads and the step's shapes)."""
     t0 = time.perf_counter()
     names = algorithms_to_run(configs[0])
     if any(algorithms_to_run(c) != names for c in configs):
         raise ValueError("replicas must train the same algorithms")
-    described = [s.describe() for s in setups]
+    threads = choose_run_threads(setups[0], cap=thread_cap)
+    apply_threads(threads)
+    described = [{**s.describe(), "threads": threads.record()} for s in setups]
     env = environment()
     results: list[dict[str, RunResult]] = [{} for _ in configs]
     for name in names:

@@ -56,9 +56,10 @@ def fair_threads(jobs: int) -> int:
 
 
 def task_threads(config: dict[str, Any], explicit: int | None, fair: int) -> int:
-    """Threads for one run: --threads if given, else the config's engine.threads if set, else the
-    fair share."""
-    return explicit or int(config.get("engine", {}).get("threads") or 0) or fair
+    """Threads for one run: --threads if given, else the config's engine.threads if set, else 0:
+    the run chooses from its work per step and the free cores, at most the fair share (``cap``
+    of :func:`execute`)."""
+    return explicit or int(config.get("engine", {}).get("threads") or 0)
 
 
 # -- running one run (in a worker) ----------------------------------------------------------------
@@ -111,7 +112,8 @@ class _Collect:
 
 def _outcome(payload: dict[str, Any], summary: dict[str, Any], setup) -> None:
     payload.update(status=summary["status"], diverged_at=summary["diverged_at"], summary=summary,
-                   setup={k: v for k, v in setup.describe().items() if k != "label_histograms"})
+                   setup={**{k: v for k, v in setup.describe().items()
+                             if k != "label_histograms"}, "threads": summary.get("threads")})
     if summary["status"] == "diverged":
         payload["error"] = f"diverged at iteration {summary['diverged_at']}"
 
@@ -138,8 +140,9 @@ def _config(config: dict[str, Any], threads: int):
 
 
 def execute(config: dict[str, Any], threads: int = 0,
-            report: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run one sweep point; never raises for a failing run: returns its outcome as a payload."""
+            report: Callable[[int], None] | None = None, cap: int | None = None) -> dict[str, Any]:
+    """Run one sweep point; never raises for a failing run: returns its outcome as a payload.
+    ``threads``: a count to use (0: the run chooses, at most ``cap``)."""
     from gossiplab.run.runner import run_experiment
     from gossiplab.setup import prepare
 
@@ -149,7 +152,7 @@ def execute(config: dict[str, Any], threads: int = 0,
         cfg = _config(config, threads)
         setup = prepare(cfg, dataset=_dataset_for(cfg))
         summary = run_experiment(cfg, None, setup=setup,
-                                 hooks=lambda name: [_Collect(history, report)])
+                                 hooks=lambda name: [_Collect(history, report)], thread_cap=cap)
         _outcome(payload, summary, setup)
     except Exception as e:  # a failing run is recorded, and the sweep goes on
         payload.update(status="failed", error=f"{type(e).__name__}: {e}",
@@ -158,7 +161,7 @@ def execute(config: dict[str, Any], threads: int = 0,
 
 
 def execute_group(tasks: list[tuple[str, dict[str, Any]]], threads: int = 0,
-                  report: Callable[[str, int], None] | None = None
+                  report: Callable[[str, int], None] | None = None, cap: int | None = None
                   ) -> list[tuple[str, dict[str, Any]]]:
     """Run sweep points of one :func:`~gossiplab.run.replicas.group_key` as replicas of one node
     matrix (run/replicas.py): each gets the payload :func:`execute` would give it (its history
@@ -168,7 +171,7 @@ def execute_group(tasks: list[tuple[str, dict[str, Any]]], threads: int = 0,
     from gossiplab.setup import prepare
 
     def one_by_one() -> list[tuple[str, dict[str, Any]]]:
-        return [(rid, execute(c, threads, None if report is None else partial(report, rid)))
+        return [(rid, execute(c, threads, None if report is None else partial(report, rid), cap))
                 for rid, c in tasks]
 
     if len(tasks) == 1:
@@ -186,7 +189,7 @@ def execute_group(tasks: list[tuple[str, dict[str, Any]]], threads: int = 0,
         return [_Collect(histories[r], None if report is None else partial(report, rid))]
 
     try:
-        summaries = run_replicas(cfgs, setups, hooks=hooks)
+        summaries = run_replicas(cfgs, setups, hooks=hooks, thread_cap=cap)
     except Exception as e:
         payloads = [{"status": "failed", "error": f"{type(e).__name__}: {e}",
                      "traceback": traceback.format_exc()} for _ in tasks]
@@ -234,6 +237,7 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     import torch
 
+    cap = threads  # this worker's fair share: the most a run may choose by default
     torch.set_num_threads(threads)
     while True:
         try:
@@ -243,7 +247,7 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
         if task is None:
             return
         items, threads = task
-        for run_id, payload in execute_group(items, threads,
+        for run_id, payload in execute_group(items, threads, cap=cap,
                                              report=lambda r, n: conn.send(("progress", r, n))):
             conn.send(("done", run_id, payload))
 
@@ -277,8 +281,11 @@ class LocalExecutor:
         return self.jobs
 
     def describe(self) -> str:
-        how = "" if self.explicit_threads else " (or the config's engine.threads where set)"
-        return f"{self.jobs} local worker(s), {self.threads} thread(s) each{how}"
+        if self.explicit_threads:
+            return f"{self.jobs} local worker(s), {self.threads} thread(s) each"
+        return (f"{self.jobs} local worker(s), up to {self.threads} thread(s) each (the config's "
+                "engine.threads where set, else chosen per run from its work per step and the free "
+                "cores)")
 
     def start(self) -> None:
         self._workers = [_Worker(self._ctx, self.threads) for _ in range(self.jobs)]
@@ -400,7 +407,8 @@ class RayExecutor:
 
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
         assert self._remote is not None
-        self._refs[self._remote.remote(config, task_threads(config, self.explicit_threads, self.threads))] \
+        self._refs[self._remote.remote(config, task_threads(config, self.explicit_threads, self.threads),
+                                       cap=self.threads)] \
             = run_id
 
     def poll(self, timeout: float) -> list[Event]:
