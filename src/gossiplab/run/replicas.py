@@ -13,6 +13,7 @@ from typing import Any
 
 from gossiplab.config import Config
 from gossiplab.engine.replicas import ReplicaSimulator
+from gossiplab.engine.threads import apply_threads
 from gossiplab.errors import Diverged
 from gossiplab.metrics import Evaluator
 from gossiplab.run.loop import (
@@ -22,7 +23,6 @@ from gossiplab.run.loop import (
     first_nonfinite,
     process_started_at,
 )
-from gossiplab.engine.threads import apply_threads
 from gossiplab.run.runner import algorithms_to_run, choose_run_threads, environment, summary_record
 from gossiplab.setup import Setup
 
