@@ -55,9 +55,10 @@ def fair_threads(jobs: int) -> int:
 
 
 def task_threads(config: dict[str, Any], explicit: int | None, fair: int) -> int:
-    """Threads for one run: --threads if given, else the config's engine.threads if set, else the
-    fair share."""
-    return explicit or int(config.get("engine", {}).get("threads") or 0) or fair
+    """Threads for one run: --threads if given, else the config's engine.threads if set, else 0:
+    the run chooses from its work per step and the free cores, at most the fair share (``cap``
+    of :func:`execute`)."""
+    return explicit or int(config.get("engine", {}).get("threads") or 0)
 
 
 # -- running one run (in a worker) ----------------------------------------------------------------
@@ -83,8 +84,9 @@ def _dataset_for(cfg) -> Any:
 
 
 def execute(config: dict[str, Any], threads: int = 0,
-            report: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run one sweep point; never raises for a failing run: returns its outcome as a payload."""
+            report: Callable[[int], None] | None = None, cap: int | None = None) -> dict[str, Any]:
+    """Run one sweep point; never raises for a failing run: returns its outcome as a payload.
+    ``threads``: a count to use (0: the run chooses, at most ``cap``)."""
     import torch
 
     from gossiplab.config import from_dict
@@ -121,9 +123,11 @@ def execute(config: dict[str, Any], threads: int = 0,
             torch.set_num_threads(threads)
             cfg.engine.threads = threads
         setup = prepare(cfg, dataset=_dataset_for(cfg))
-        summary = run_experiment(cfg, None, setup=setup, hooks=lambda name: [Collect()])
+        summary = run_experiment(cfg, None, setup=setup, hooks=lambda name: [Collect()],
+                                 thread_cap=cap)
         payload.update(status=summary["status"], diverged_at=summary["diverged_at"], summary=summary,
-                       setup={k: v for k, v in setup.describe().items() if k != "label_histograms"})
+                       setup={**{k: v for k, v in setup.describe().items()
+                                 if k != "label_histograms"}, "threads": summary.get("threads")})
         if summary["status"] == "diverged":
             payload["error"] = f"diverged at iteration {summary['diverged_at']}"
     except Exception as e:  # a failing run is recorded, and the sweep goes on
@@ -168,6 +172,7 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     import torch
 
+    cap = threads  # this worker's fair share: the most a run may choose by default
     torch.set_num_threads(threads)
     while True:
         try:
@@ -177,7 +182,8 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
         if task is None:
             return
         run_id, config, threads = task
-        payload = execute(config, threads, report=lambda n, r=run_id: conn.send(("progress", r, n)))
+        payload = execute(config, threads, report=lambda n, r=run_id: conn.send(("progress", r, n)),
+                          cap=cap)
         conn.send(("done", run_id, payload))
 
 
@@ -210,8 +216,11 @@ class LocalExecutor:
         return self.jobs
 
     def describe(self) -> str:
-        how = "" if self.explicit_threads else " (or the config's engine.threads where set)"
-        return f"{self.jobs} local worker(s), {self.threads} thread(s) each{how}"
+        if self.explicit_threads:
+            return f"{self.jobs} local worker(s), {self.threads} thread(s) each"
+        return (f"{self.jobs} local worker(s), up to {self.threads} thread(s) each (the config's "
+                "engine.threads where set, else chosen per run from its work per step and the free "
+                "cores)")
 
     def start(self) -> None:
         self._workers = [_Worker(self._ctx, self.threads) for _ in range(self.jobs)]
@@ -324,7 +333,8 @@ class RayExecutor:
 
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
         assert self._remote is not None
-        self._refs[self._remote.remote(config, task_threads(config, self.explicit_threads, self.threads))] \
+        self._refs[self._remote.remote(config, task_threads(config, self.explicit_threads, self.threads),
+                                       cap=self.threads)] \
             = run_id
 
     def poll(self, timeout: float) -> list[Event]:
