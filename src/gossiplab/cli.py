@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "gossiplab.commands.report",
     "gossiplab.commands.export",
     "gossiplab.commands.study",
+    "gossiplab.commands.compare",
 ]
 
 
