@@ -30,6 +30,7 @@ from gossiplab.algorithms import DSGDMGS
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler
 from gossiplab.engine.mixing import SPARSE_MIN_NODES, MatrixMixer
+from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.gossip import PlainGossip
 from gossiplab.more_algorithms import Network
@@ -251,7 +252,7 @@ class ReplicaSimulator(TrainingEngine):
         return self.parts[r].stack.params
 
     def replica_finite(self, r: int) -> bool:
-        return bool(torch.isfinite(self.replica_params(r)).all())
+        return all_finite(self.replica_params(r))
 
     def replica_lr(self, r: int) -> float:
         return self.parts[r].lr()
