@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "gossiplab.commands.theory",
     "gossiplab.commands.launch",
     "gossiplab.commands.sweep",
+    "gossiplab.commands.packs",
     "gossiplab.commands.report",
     "gossiplab.commands.export",
     "gossiplab.commands.study",
