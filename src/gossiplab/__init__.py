@@ -2,8 +2,10 @@
 
 import os as _os
 import sys as _sys
+import time as _time
 
 __version__ = "0.1.0"
+IMPORTED_AT = _time.time()  # wall clock when gossiplab was first imported (start-up records)
 
 # Idle OpenMP threads sleep at once instead of spinning on cores the run's own workers (or other
 # processes) need (engine/threads.py). Read when torch loads its OpenMP runtime, so only effective

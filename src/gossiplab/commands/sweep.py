@@ -36,6 +36,10 @@ def register(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
                    help="claim lease; a claim not renewed for this long is taken over (default 120)")
+    p.add_argument("--no-group", action="store_true",
+                   help="train every run alone (by default runs that differ only in seeds, lr, Q, "
+                        "gossip scheme or topology of the same m train together as replicas of "
+                        "one node matrix, with the results they would have alone)")
     p.add_argument("--dry-run", action="store_true", help="list the expanded runs and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -111,7 +115,7 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with ResultsStore(args.db) as store:
         outcome = run_sweep(spec, store, executor, console=console, retry_failed=args.retry_failed,
-                            lease=lease, expansion=exp)
+                            lease=lease, expansion=exp, group=not args.no_group)
     final = ", ".join(f"{n} {s}" for s, n in sorted(outcome.final.items()))
     ran = sum(outcome.executed.values())
     msg = (f"{ran} run(s) executed in {outcome.wall_seconds:.1f} s; store now holds this sweep's "

@@ -86,18 +86,34 @@ def busy_cores(window: float = 0.05) -> float:
 
 def step_flops(template: nn.Module, input_shape: tuple[int, ...], samples: int) -> float | None:
     """Forward + backward FLOPs of one step over ``samples`` samples (all models' batches
-    together), from a one-sample forward pass counted by torch's flop counter; None if it fails."""
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
+    together), from a one-sample forward pass: 2 x the multiply-adds of its linear and
+    convolution layers (what torch's flop counter counts; counted with hooks here because that
+    counter imports torch._dynamo, a second of start-up); None if the pass fails."""
+    counted = [0]
 
-        x = torch.zeros(1, *input_shape, dtype=next(template.parameters()).dtype,
-                        device=next(template.parameters()).device)
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            template(x)
-        forward = counter.get_total_flops()
-    except Exception:  # an exotic layer the counter cannot handle: fall back on 1 thread
+    def hook(mod: nn.Module, inputs, out) -> None:
+        if not torch.is_tensor(out):
+            return
+        if isinstance(mod, nn.Linear):
+            counted[0] += 2 * out.numel() * mod.in_features
+        else:  # convolution: every output value is a dot product over (C_in / groups) x kernel
+            k = 1
+            for v in mod.kernel_size:
+                k *= v
+            counted[0] += 2 * out.numel() * (mod.in_channels // mod.groups) * k
+
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    handles = [m.register_forward_hook(hook) for m in template.modules() if isinstance(m, kinds)]
+    try:
+        p = next(template.parameters())
+        with torch.no_grad():
+            template(torch.zeros(1, *input_shape, dtype=p.dtype, device=p.device))
+    except Exception:  # an exotic model: fall back on 1 thread
         return None
+    finally:
+        for h in handles:
+            h.remove()
+    forward = counted[0]
     if not forward:  # no counted op (elementwise-only model): the parameters give a lower bound
         forward = 2 * sum(p.numel() for p in template.parameters())
     return 3.0 * forward * samples  # backward ~ twice the forward

@@ -252,7 +252,8 @@ class _Run:
         hooks.append(ckpt.CheckpointHook(out, self.rank, cfg.config_hash(), elapsed,
                                          sync=lambda: comm.barrier(f"checkpoint/{name}")))
         evaluator = DistributedEvaluator(
-            comm, Evaluator(setup.dataset, setup.partition.union(), cfg.eval) if self.rank == 0 else None,
+            comm, Evaluator(setup.dataset, setup.partition.union(), cfg.eval, cfg.optim.batch_size)
+            if self.rank == 0 else None,
             cfg.eval.max_nodes)
         comm.barrier(f"start/{name}")
         start_iteration, start_bytes = engine.iteration, engine.mixer.bytes_sent

@@ -114,7 +114,8 @@ def run_stability(cfg: Config, out: str | Path | None = None, *,
             for name in algorithms_to_run(cfg):
                 tags = {"repetition": r}
                 sim = Simulator(setup, name, replica_indices=twins)
-                ev = Evaluator(setup.dataset, setup.partition.union(), cfg.eval)
+                ev = Evaluator(setup.dataset, setup.partition.union(), cfg.eval,
+                               cfg.optim.batch_size)
                 recorder = StabilityRecorder(perts, record_points(T, sc.record_points), ev,
                                              emit=emit("twins"), tags=tags)
                 consensus = ConsensusTracker(recorder.points, emit=emit("consensus"), tags=tags)

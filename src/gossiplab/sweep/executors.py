@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -83,60 +84,124 @@ def _dataset_for(cfg) -> Any:
     return _DATASETS[key]
 
 
+class _Collect:
+    """Hook: a run's evaluation records, and its iterations reported every half second."""
+
+    def __init__(self, history: list[dict], report: Callable[[int], None] | None):
+        self.history = history
+        self.report = report
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def on_start(self, sim) -> None: ...
+
+    def on_step(self, sim, loss: float) -> None:
+        self.pending += 1
+        if self.report is not None and time.monotonic() - self.last > 0.5:
+            self.report(self.pending)
+            self.pending, self.last = 0, time.monotonic()
+
+    def on_eval(self, sim, record: dict) -> None:
+        self.history.append(record)
+
+    def on_end(self, sim, result) -> None:
+        if self.report is not None and self.pending:
+            self.report(self.pending)
+        self.pending = 0
+
+
+def _outcome(payload: dict[str, Any], summary: dict[str, Any], setup) -> None:
+    payload.update(status=summary["status"], diverged_at=summary["diverged_at"], summary=summary,
+                   setup={**{k: v for k, v in setup.describe().items()
+                             if k != "label_histograms"}, "threads": summary.get("threads")})
+    if summary["status"] == "diverged":
+        payload["error"] = f"diverged at iteration {summary['diverged_at']}"
+
+
+def _finished(payload: dict[str, Any]) -> dict[str, Any]:
+    from gossiplab.run.runner import environment
+
+    payload["environment"] = environment()
+    payload["ended"] = time.time()
+    payload["wall_seconds"] = payload["ended"] - payload["started"]
+    return payload
+
+
+def _config(config: dict[str, Any], threads: int):
+    import torch
+
+    from gossiplab.config import from_dict
+
+    cfg = from_dict(config)
+    if threads:  # the executor's choice; the run's identity (its config hash) is unchanged
+        torch.set_num_threads(threads)
+        cfg.engine.threads = threads
+    return cfg
+
+
 def execute(config: dict[str, Any], threads: int = 0,
             report: Callable[[int], None] | None = None, cap: int | None = None) -> dict[str, Any]:
     """Run one sweep point; never raises for a failing run: returns its outcome as a payload.
     ``threads``: a count to use (0: the run chooses, at most ``cap``)."""
-    import torch
-
-    from gossiplab.config import from_dict
-    from gossiplab.run.loop import Hook
-    from gossiplab.run.runner import environment, run_experiment
+    from gossiplab.run.runner import run_experiment
     from gossiplab.setup import prepare
 
-    started = time.time()
     history: list[dict] = []
-
-    class Collect(Hook):
-        def __init__(self) -> None:
-            self.pending = 0
-            self.last = time.monotonic()
-
-        def on_step(self, sim, loss: float) -> None:
-            self.pending += 1
-            if report is not None and time.monotonic() - self.last > 0.5:
-                report(self.pending)
-                self.pending, self.last = 0, time.monotonic()
-
-        def on_eval(self, sim, record: dict) -> None:
-            history.append(record)
-
-        def on_end(self, sim, result) -> None:
-            if report is not None and self.pending:
-                report(self.pending)
-            self.pending = 0
-
-    payload: dict[str, Any] = {"started": started, "history": history}
+    payload: dict[str, Any] = {"started": time.time(), "history": history}
     try:
-        cfg = from_dict(config)
-        if threads:  # the executor's choice; the run's identity (its config hash) is unchanged
-            torch.set_num_threads(threads)
-            cfg.engine.threads = threads
+        cfg = _config(config, threads)
         setup = prepare(cfg, dataset=_dataset_for(cfg))
-        summary = run_experiment(cfg, None, setup=setup, hooks=lambda name: [Collect()],
-                                 thread_cap=cap)
-        payload.update(status=summary["status"], diverged_at=summary["diverged_at"], summary=summary,
-                       setup={**{k: v for k, v in setup.describe().items()
-                                 if k != "label_histograms"}, "threads": summary.get("threads")})
-        if summary["status"] == "diverged":
-            payload["error"] = f"diverged at iteration {summary['diverged_at']}"
+        summary = run_experiment(cfg, None, setup=setup,
+                                 hooks=lambda name: [_Collect(history, report)], thread_cap=cap)
+        _outcome(payload, summary, setup)
     except Exception as e:  # a failing run is recorded, and the sweep goes on
         payload.update(status="failed", error=f"{type(e).__name__}: {e}",
                        traceback=traceback.format_exc())
-    payload["environment"] = environment()
-    payload["ended"] = time.time()
-    payload["wall_seconds"] = payload["ended"] - started
-    return payload
+    return _finished(payload)
+
+
+def execute_group(tasks: list[tuple[str, dict[str, Any]]], threads: int = 0,
+                  report: Callable[[str, int], None] | None = None, cap: int | None = None
+                  ) -> list[tuple[str, dict[str, Any]]]:
+    """Run sweep points of one :func:`~gossiplab.run.replicas.group_key` as replicas of one node
+    matrix (run/replicas.py): each gets the payload :func:`execute` would give it (its history
+    equals that of the run made alone), plus ``replicas`` = the group's size. Never raises; when
+    the group cannot be set up together, its runs are made one by one."""
+    from gossiplab.run.replicas import run_replicas
+    from gossiplab.setup import prepare
+
+    def one_by_one() -> list[tuple[str, dict[str, Any]]]:
+        return [(rid, execute(c, threads, None if report is None else partial(report, rid), cap))
+                for rid, c in tasks]
+
+    if len(tasks) == 1:
+        return one_by_one()
+    started = time.time()
+    histories: list[list[dict]] = [[] for _ in tasks]
+    try:
+        cfgs = [_config(c, threads) for _, c in tasks]
+        setups = [prepare(c, dataset=_dataset_for(c)) for c in cfgs]
+    except Exception:  # a bad point among them: each run is made (and fails) alone
+        return one_by_one()
+
+    def hooks(r: int, name: str) -> list:
+        rid = tasks[r][0]
+        return [_Collect(histories[r], None if report is None else partial(report, rid))]
+
+    try:
+        summaries = run_replicas(cfgs, setups, hooks=hooks, thread_cap=cap)
+    except Exception as e:
+        payloads = [{"status": "failed", "error": f"{type(e).__name__}: {e}",
+                     "traceback": traceback.format_exc()} for _ in tasks]
+    else:
+        payloads = [{} for _ in tasks]
+        for payload, summary, setup in zip(payloads, summaries, setups, strict=True):
+            _outcome(payload, summary, setup)
+    out = []
+    for (rid, _), payload, history in zip(tasks, payloads, histories, strict=True):
+        payload.update(started=started, history=history, replicas=len(tasks))
+        out.append((rid, _finished(payload)))
+    return out
 
 
 def failed_payload(error: str) -> dict[str, Any]:
@@ -181,10 +246,10 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
             return
         if task is None:
             return
-        run_id, config, threads = task
-        payload = execute(config, threads, report=lambda n, r=run_id: conn.send(("progress", r, n)),
-                          cap=cap)
-        conn.send(("done", run_id, payload))
+        items, threads = task
+        for run_id, payload in execute_group(items, threads, cap=cap,
+                                             report=lambda r, n: conn.send(("progress", r, n))):
+            conn.send(("done", run_id, payload))
 
 
 class _Worker:
@@ -194,7 +259,7 @@ class _Worker:
                                 name="gossiplab-sweep-worker")
         self.proc.start()
         child.close()
-        self.task: str | None = None
+        self.task: set[str] | None = None  # the run ids it is running (one group), None when idle
 
 
 class LocalExecutor:
@@ -229,10 +294,16 @@ class LocalExecutor:
         return sum(w.task is None for w in self._workers)
 
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
+        self.submit_group([(run_id, config)])
+
+    def submit_group(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Runs of one :func:`~gossiplab.run.replicas.group_key`, trained together as replicas in
+        one worker (one slot); each reports its own progress and outcome."""
         w = next(w for w in self._workers if w.task is None)
-        w.task = run_id
+        w.task = {run_id for run_id, _ in items}
+        threads = task_threads(items[0][1], self.explicit_threads, self.threads)
         with contextlib.suppress(OSError):  # a dead worker is reported by poll()
-            w.conn.send((run_id, config, task_threads(config, self.explicit_threads, self.threads)))
+            w.conn.send((items, threads))
 
     def poll(self, timeout: float) -> list[Event]:
         busy = [w for w in self._workers if w.task is not None]
@@ -255,13 +326,16 @@ class LocalExecutor:
                     events.append(Progress(run_id, data))
                 else:
                     events.append(Done(run_id, data))
-                    w.task = None
+                    if w.task is not None:
+                        w.task.discard(run_id)
+                        w.task = w.task or None
         except (EOFError, OSError):
             pass
         if w.task is not None and not w.proc.is_alive():
             w.proc.join()
-            events.append(Done(w.task, failed_payload(
-                f"worker process died (exit code {w.proc.exitcode}) while running this config")))
+            events += [Done(run_id, failed_payload(
+                f"worker process died (exit code {w.proc.exitcode}) while running this config"))
+                for run_id in sorted(w.task)]
             self._workers[self._workers.index(w)] = _Worker(self._ctx, self.threads)
         return events
 
