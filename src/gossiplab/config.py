@@ -7,7 +7,6 @@ The resolved config (seeds included) is written next to every result.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import tomllib
@@ -18,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, closest, shown
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0)]
@@ -261,10 +260,6 @@ def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
     return dict(model.model_fields)
 
 
-def shown(text: Any) -> str:
-    """User text for a one-line message: control characters (newlines...) escaped."""
-    s = str(text)
-    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
 
 
 def _did_you_mean(key: str, model: type[BaseModel], prefix: str) -> str:
@@ -279,8 +274,8 @@ def _did_you_mean(key: str, model: type[BaseModel], prefix: str) -> str:
                     names.setdefault(k, f"{sec}.{k}")
                     names[f"{sec}.{k}"] = f"{sec}.{k}"
     names.update({k: f"{prefix}{k}" for k in model.model_fields})
-    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
-    return f" (did you mean '{names[close[0]]}'?)" if close else ""
+    close = closest(key, names)
+    return f" (did you mean '{names[close]}'?)" if close else ""
 
 
 def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str = "") -> None:

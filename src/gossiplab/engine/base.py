@@ -1,19 +1,20 @@
 """What every training engine shares: the algorithm, the [models, d] node stack, the local SGD
-step and its schedule, the per-node forward/backward backend, the counters, and the state a
-bitwise resume needs. The simulator and the distributed engine differ only in where the rows live,
-how a batch is gathered and how a gossip round is computed."""
+step and its schedule, the per-node forward/backward backend, the counters, the state a bitwise
+resume needs, and the order of one iteration (:meth:`TrainingEngine.step`: gradient, the
+algorithm's hook, update, the algorithm's communication). The simulator and the distributed engine
+differ only in where the rows live, how a batch is gathered, how the batch loss is reduced and
+how the algorithm's :class:`~gossiplab.algorithms.Network` reaches the other rows."""
 
 from __future__ import annotations
 
 import torch
 
-from gossiplab.algorithms import Algorithm, build_algorithm
+from gossiplab.algorithms import Algorithm, Network, build_algorithm
 from gossiplab.data.datasets import Dataset
 from gossiplab.engine.nodestack import BACKENDS, NodeStack, bmm_supported, choose_backend
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.engine.runtime import tune_malloc
 from gossiplab.errors import ConfigError, Diverged
-from gossiplab.gossip import build_gossip
 from gossiplab.schedules import build_schedule
 from gossiplab.setup import Setup, build_model_for
 
@@ -24,6 +25,7 @@ class TrainingEngine:
     ``round``, ``check_finite``, ``state_dict``/``load_state_dict``)."""
 
     stack: NodeStack
+    network: Network
 
     def _init_algorithm(self, setup: Setup, algorithm: str | None) -> Algorithm:
         cfg = setup.cfg
@@ -33,9 +35,7 @@ class TrainingEngine:
         self.cfg = cfg
         self.device = setup.device
         name = algorithm or cfg.algorithm.name
-        gossip = (build_gossip(cfg.algorithm.gossip, setup.topology, cfg.algorithm.gossip_steps)
-                  if name != "centralized" else None)
-        self.algorithm = build_algorithm(name, cfg.topology.nodes, gossip)
+        self.algorithm = build_algorithm(name, cfg.topology.nodes, setup.topology, cfg.algorithm)
         self.models_per_replica = self.algorithm.models()
         return self.algorithm
 
@@ -53,8 +53,34 @@ class TrainingEngine:
             raise ConfigError(f"engine.backend = 'bmm' needs a model of Flatten/Linear/ReLU layers "
                               f"(logreg, mlp), not '{cfg.model.name}'")
         self._forward_backward = BACKENDS[self.backend_name]
+        self.algorithm.init_state(self.stack.params)
         self.iteration = 0
         self.round = 0
+        self.last_losses: torch.Tensor | None = None
+
+    def _local_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This engine's node batches ``[replicas, nodes, b, ...]`` for the next iteration."""
+        raise NotImplementedError
+
+    def _batch_loss(self, losses: torch.Tensor) -> float:
+        """The iteration's mean batch loss (as the simulator reports it); raises ``Diverged``."""
+        raise NotImplementedError
+
+    def step(self) -> float:
+        """One iteration, in the order of both engines: gradient, the algorithm's hook, update,
+        the algorithm's communication. Returns the mean batch loss."""
+        alg, params, grads = self.algorithm, self.stack.params, self.stack.grads
+        x, y = self._local_batch()
+        xg, yg = alg.arrange(x, y)
+        losses = self._forward_backward(self.stack, xg, yg)
+        loss = self._batch_loss(losses)
+        it = self.iteration
+        self.round += alg.after_gradient(params, grads, self.network, it, self.round)
+        self.optimizer.step(self.schedule(it))
+        self.round += alg.communicate(params, self.network, it, self.round)
+        self.iteration += 1
+        self.last_losses = losses
+        return loss
 
     @property
     def name(self) -> str:
@@ -75,6 +101,7 @@ class TrainingEngine:
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "algorithm": self.name,
+            "algorithm_state": self.algorithm.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -86,3 +113,4 @@ class TrainingEngine:
             self.stack.params.copy_(state["params"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
+        self.algorithm.load_state_dict(state.get("algorithm_state", {}))

@@ -1,7 +1,9 @@
 """The simulator: one process trains all m nodes (and any stability twins) of one algorithm.
 
-One iteration = sample positions -> gather the [replicas, m, b] batch -> per-node forward/backward
-into the gradient matrix -> one fused SGD update -> Q gossip rounds as matrix products.
+One iteration (:meth:`~gossiplab.engine.base.TrainingEngine.step`) = sample positions -> gather
+the [replicas, m, b] batch -> per-node forward/backward into the gradient matrix -> the
+algorithm's hook -> one fused SGD update -> the algorithm's communication, whose gossip rounds
+are matrix products (:class:`LocalNetwork`).
 """
 
 from __future__ import annotations
@@ -38,22 +40,18 @@ class Simulator(TrainingEngine):
                                     mode=cfg.data.sampling, seed=cfg.seeds.sampling)
         self.mixer = MatrixMixer(setup.topology, replicas=self.replicas, device=self.device,
                                  fuse=cfg.engine.fuse_gossip)
-        self.last_losses: torch.Tensor | None = None
+        self.network = LocalNetwork(self.mixer, self.replicas)
 
-    def step(self) -> float:
-        """One iteration; returns the mean batch loss of replica 0's models."""
+    def _local_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         positions = self.sampler.sample().to(self.device)
         aug = self.data.sample_augmentation(positions.numel(), self.sampler.generator)
-        x, y = self.data.batch(positions, aug, workers=torch.get_num_threads())
-        xg, yg = self.algorithm.arrange(x, y)
-        losses = self._forward_backward(self.stack, xg, yg)
+        return self.data.batch(positions, aug, workers=torch.get_num_threads())
+
+    def _batch_loss(self, losses: torch.Tensor) -> float:
+        """The mean batch loss of replica 0's models."""
         loss = float(losses[: self.models_per_replica].mean())
         if not math.isfinite(float(losses.sum())):
             raise Diverged(self.iteration, "loss")
-        self.optimizer.step(self.schedule(self.iteration))
-        self.round += self.algorithm.communicate(self.stack.params, self.mixer, self.round)
-        self.iteration += 1
-        self.last_losses = losses
         return loss
 
     def replica_params(self, r: int = 0) -> torch.Tensor:
@@ -63,3 +61,23 @@ class Simulator(TrainingEngine):
 
     def average_model(self, r: int = 0) -> torch.Tensor:
         return self.replica_params(r).mean(0)
+
+
+class LocalNetwork:
+    """The simulator's :class:`~gossiplab.algorithms.Network`: every row is in this process, so a
+    gossip round is a matrix product and an average a mean over each replica's rows."""
+
+    def __init__(self, mixer: MatrixMixer, replicas: int):
+        self.mix = mixer
+        self.replicas = replicas
+
+    def average_(self, x: torch.Tensor) -> torch.Tensor:
+        k = x.shape[0] // self.replicas
+        if k > 1:  # (one model per replica is its own average)
+            with torch.no_grad():
+                v = x.view(self.replicas, k, -1)
+                v.copy_(v.mean(1, keepdim=True).expand_as(v))
+        return x
+
+    def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        return t
