@@ -13,7 +13,7 @@ from typing import Any
 
 from gossiplab.metrics import CATALOGUE, REPORT_METRICS
 from gossiplab.stats import MeanCI, summarize
-from gossiplab.sweep.spec import flatten, ignores
+from gossiplab.sweep.spec import flatten, get_dotted, ignores
 from gossiplab.sweep.store import ResultsStore
 
 Q_KEY = "algorithm.gossip_steps"
@@ -27,13 +27,9 @@ METRICS = {name: CATALOGUE[name] for name in REPORT_METRICS}  # name: (record pa
 
 
 def record_value(record: dict[str, Any], path: str) -> float:
-    node: Any = record
-    for p in path.split("."):
-        if not isinstance(node, dict) or p not in node:
-            return math.nan
-        node = node[p]
+    """The number at dotted ``path`` of an evaluation record; NaN where there is none."""
     try:
-        return float(node)
+        return float(get_dotted(record, path))
     except (TypeError, ValueError):
         return math.nan
 
