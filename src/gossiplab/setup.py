@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from gossiplab.algorithms import ALGORITHMS
+from gossiplab.algorithms import ALGORITHMS, build_algorithm
+from gossiplab.compression import COMPRESSORS
 from gossiplab.config import Config
 from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
 from gossiplab.data.partition import PARTITIONERS, Partition, partition
@@ -81,6 +82,8 @@ def check_names(cfg: Config) -> None:
     _choice("topology.mixing", "mixing rule", cfg.topology.mixing, MIXING_RULES)
     _choice("model.name", "model", cfg.model.name, MODELS)
     _choice("algorithm.name", "algorithm", cfg.algorithm.name, ALGORITHMS)
+    if ALGORITHMS[cfg.algorithm.name].compresses:
+        _choice("algorithm.compressor", "compressor", cfg.algorithm.compressor, COMPRESSORS)
     _choice("algorithm.gossip", "gossip scheme", cfg.algorithm.gossip, SCHEMES)
     t = cfg.topology
     if t.name == "file" and t.edge_file is None and t.matrix_file is None:
@@ -126,8 +129,8 @@ def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     )
     if topo.nodes != m:
         raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
-    if ALGORITHMS[cfg.algorithm.name].uses_gossip:  # fail early on a scheme the topology can't run
-        build_gossip(cfg.algorithm.gossip, topo, cfg.algorithm.gossip_steps)
+    # fail early on a gossip scheme the topology can't run, and on options the algorithm refuses
+    build_algorithm(cfg.algorithm.name, m, topo, cfg.algorithm, cfg.train.iterations)
     augment = ds.augment if cfg.data.augment is None else cfg.data.augment
     if augment and len(ds.input_shape) != 3:
         raise ConfigError("data.augment needs image data [C, H, W]")

@@ -152,3 +152,149 @@ def test_command_line_mistakes_are_one_line_errors(tmp_path, capsys):
     assert "--resume needs --out DIR" in capsys.readouterr().err
     assert cli_main(["launch", "-n", "2"]) == 2
     assert "give the command for the ranks" in capsys.readouterr().err
+
+
+# -- faults that used to end wrongly (issue 17) ---------------------------------------------------
+
+def _hosts_and_outs(a, b):
+    """Ranks 0-1 pretend to be machine 'hosta' with --out A, ranks 2-3 'hostb' with --out B."""
+    return lambda r: ("hosta", ["--out", str(a)]) if r < 2 else ("hostb", ["--out", str(b)])
+
+
+@pytest.fixture(scope="module")
+def two_outs(tmp_path_factory):
+    """Two 'machines' with their own --out; rank 2 killed in the centralized run (after
+    dsgd_mgs finished), then resumed."""
+    a, b = tmp_path_factory.mktemp("host-a"), tmp_path_factory.mktemp("host-b")
+    argv = ["run", "--engine", "distributed", "--quiet", *ARGS]
+    ranks = _launch.start(argv, WORLD, fault=("kill", 2, KILL_AT, "centralized"),
+                          per_rank=_hosts_and_outs(a, b))
+    _launch.wait(ranks, timeout=300)
+    killed = [r.returncode for r in ranks]
+    resumed = _launch.start([*argv, "--resume"], WORLD, per_rank=_hosts_and_outs(a, b))
+    _launch.wait(resumed, timeout=300)
+    return a, b, killed, resumed
+
+
+def test_each_machine_keeps_its_checkpoints_in_its_own_out(two_outs, reference):
+    a, b, killed, resumed = two_outs
+    assert killed[2] == -9 and all(killed[r] == 3 for r in (0, 1, 3)), killed
+    assert [r.returncode for r in resumed] == [0] * WORLD, resumed[0].stderr[-3000:]
+    ranks_in = {o: sorted({p.name.split(".")[1] for p in (o / "checkpoints").glob("*.pt")}) for o in (a, b)}
+    assert ranks_in == {a: ["rank0000", "rank0001"], b: ["rank0002", "rank0003"]}
+    assert not (b / "summary.json").exists()
+    d = json.loads((a / "summary.json").read_text())["distributed"]
+    assert d["out_by_host"] == {"hosta": str(a), "hostb": str(b)}
+    assert records(a) == records(reference)
+
+
+def test_a_resumed_run_keeps_the_traffic_of_algorithms_finished_before_the_kill(two_outs, reference):
+    a = two_outs[0]
+    got = json.loads((a / "summary.json").read_text())["distributed"]["traffic"]
+    want = json.loads((reference / "summary.json").read_text())["distributed"]["traffic"]
+    assert set(got) == set(want) == {"dsgd_mgs", "centralized"}
+    assert got["dsgd_mgs"] == want["dsgd_mgs"]
+
+
+def test_different_out_on_one_machine_is_refused(tmp_path):
+    ranks = _launch.run(["run", "--engine", "distributed", "--quiet", *ARGS], 2,
+                        per_rank=lambda r: (None, ["--out", str(tmp_path / f"o{r}")]), timeout=300)
+    for r in ranks:
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert "were given different --out" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_stopped_store_host_ends_every_other_rank_naming_the_store(tmp_path):
+    """Rank 0 hosts the store; stopped (as behind a cut link), the store's reads never return:
+    the others must still stop, exit 3, naming the store and rank 0."""
+    ranks = _launch.start(["run", "--quiet", "--out", str(tmp_path), *ARGS,
+                           "--set", "engine.name='distributed'", "--set", "engine.timeout=5"],
+                          WORLD, fault=("stop", 0, 13))
+    try:
+        _launch.wait(ranks, timeout=300, skip={0})
+    finally:
+        ranks[0].proc.kill()
+        ranks[0].proc.communicate()
+    for r in ranks[1:]:
+        assert r.returncode == 3, r.stderr[-2000:]
+        line = [ln for ln in r.stderr.splitlines() if ln.startswith("gossiplab: error:")]
+        assert len(line) == 1, r.stderr[-2000:]
+        assert "rank 0 (nodes 0-1, host " in line[0] and ("rendezvous store" in line[0]), line
+
+
+def test_the_rank_that_died_first_is_named_not_the_one_its_launcher_stopped(tmp_path):
+    """torchrun stops the other processes of a machine when one dies: rank 3 is killed, rank 2
+    gets SIGTERM 0.3 s later, before it noticed; the survivors must name rank 3. (Ranks 2 and 3
+    pretend to be on other machines, so nobody sees their processes end.)"""
+    import signal
+    import time
+
+    ranks = _launch.start(["run", "--engine", "distributed", "--quiet", "--out", str(tmp_path), *ARGS],
+                          WORLD, fault=("kill", 3, 13),
+                          per_rank=lambda r: ({2: "hostb", 3: "hostc"}.get(r, "hosta"), []))
+    deadline = time.monotonic() + 300
+    while ranks[3].proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    ranks[2].proc.send_signal(signal.SIGTERM)
+    _launch.wait(ranks, timeout=300)
+    assert ranks[3].returncode == -9
+    for r in ranks[:2]:
+        assert r.returncode == 3, r.stderr[-2000:]
+        assert "gossiplab: error: lost rank 3 (nodes 6-7, host " in r.stderr, r.stderr[-2000:]
+    assert ranks[2].returncode == 128 + signal.SIGTERM, ranks[2].stderr[-2000:]
+    assert "rank 2 stopped by SIGTERM" in ranks[2].stderr
+
+
+def test_a_death_while_rank_0_waits_in_its_checkpoint_step_is_noticed_at_once(tmp_path):
+    """Rank 1 dies right after writing its checkpoint, while the others wait in the checkpoint
+    barrier (a store wait, not gloo's). With engine.timeout = 600 the heartbeat alone would take
+    ten minutes; the process's end must be seen at once (the test's hang guard is 300 s)."""
+    ranks = _launch.start(["run", "--quiet", "--out", str(tmp_path), *ARGS,
+                           "--set", "engine.name='distributed'", "--set", "engine.timeout=600"],
+                          WORLD, fault=("kill", 1, 20, "dsgd_mgs", "checkpoint"))
+    _launch.wait(ranks, timeout=300)
+    assert ranks[1].returncode == -9
+    for r in (ranks[0], ranks[2], ranks[3]):
+        assert r.returncode == 3, r.stderr[-2000:]
+        assert "lost rank 1 (nodes 2-3, host " in r.stderr, r.stderr[-2000:]
+        assert "its process ended" in r.stderr or "connection closed" in r.stderr, r.stderr[-2000:]
+
+
+def test_kill_9_of_gossiplab_launch_kills_its_ranks(tmp_path):
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "gossiplab", "launch", "-n", "2", "run", "--engine",
+                             "distributed", "--quiet", "--out", str(tmp_path), *ARGS,
+                             "--set", "train.iterations=100000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children_file = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    deadline = time.monotonic() + 120
+    children: list[int] = []
+    while len(children) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with open(children_file) as f:
+            children = [int(c) for c in f.read().split()]
+    assert len(children) == 2, "launch did not start its ranks"
+    while not (tmp_path / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the ranks are training
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    alive = children
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [c for c in children if _running(c)]
+    for c in alive:
+        os.kill(c, signal.SIGKILL)
+    assert not alive, "ranks outlived gossiplab launch"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

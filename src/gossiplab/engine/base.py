@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from gossiplab.accounting import Ledger, networks_from_config
 from gossiplab.algorithms import Algorithm, Network, build_algorithm
 from gossiplab.data.datasets import Dataset
 from gossiplab.engine.nodestack import BACKENDS, NodeStack, bmm_supported, choose_backend
@@ -25,7 +26,7 @@ class TrainingEngine:
     ``round``, ``check_finite``, ``state_dict``/``load_state_dict``)."""
 
     stack: NodeStack
-    network: Network
+    net: Network
 
     def _init_algorithm(self, setup: Setup, algorithm: str | None) -> Algorithm:
         cfg = setup.cfg
@@ -35,8 +36,11 @@ class TrainingEngine:
         self.cfg = cfg
         self.device = setup.device
         name = algorithm or cfg.algorithm.name
-        self.algorithm = build_algorithm(name, cfg.topology.nodes, setup.topology, cfg.algorithm)
+        self.algorithm = build_algorithm(name, cfg.topology.nodes, setup.topology, cfg.algorithm,
+                                         cfg.train.iterations)
         self.models_per_replica = self.algorithm.models()
+        self.ledger = Ledger(setup.topology, networks_from_config(cfg.network),
+                             cfg.network.compute_seconds)
         return self.algorithm
 
     def _init_training(self, dataset: Dataset, models: int) -> None:
@@ -75,9 +79,9 @@ class TrainingEngine:
         losses = self._forward_backward(self.stack, xg, yg)
         loss = self._batch_loss(losses)
         it = self.iteration
-        self.round += alg.after_gradient(params, grads, self.network, it, self.round)
+        self.round += alg.after_gradient(params, grads, self.net, it, self.round)
         self.optimizer.step(self.schedule(it))
-        self.round += alg.communicate(params, self.network, it, self.round)
+        self.round += alg.communicate(params, self.net, it, self.round)
         self.iteration += 1
         self.last_losses = losses
         return loss
@@ -102,6 +106,7 @@ class TrainingEngine:
             "sampler": self.sampler.state_dict(),
             "algorithm": self.name,
             "algorithm_state": self.algorithm.state_dict(),
+            "ledger": self.ledger.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -114,3 +119,5 @@ class TrainingEngine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         self.algorithm.load_state_dict(state.get("algorithm_state", {}))
+        if "ledger" in state:
+            self.ledger.load_state_dict(state["ledger"])

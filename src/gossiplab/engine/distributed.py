@@ -14,8 +14,8 @@ shard, their rows of the parameter matrix and of the optimizer state. One iterat
 The algorithm places its models on the ranks (:meth:`~gossiplab.algorithms.Algorithm.placement`):
 models of a node live with the node; a single model (centralized) is replicated and
 data-parallel: every rank computes the gradient on its nodes' batches and the algorithm's
-``net.average_`` (here an all-reduce, :class:`RankNetwork`) forms the gradient of the union batch,
-so every rank applies the same update.
+``net.average_`` (an all-reduce of :class:`~gossiplab.engine.exchange.DistributedNetwork`) forms
+the gradient of the union batch, so every rank applies the same update.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from gossiplab.data.datasets import Dataset
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.comm import Comm
+from gossiplab.engine.exchange import DistributedNetwork
 from gossiplab.engine.p2p import NeighbourMixer
 from gossiplab.errors import ConfigError, Diverged
 from gossiplab.metrics import Evaluator, scored_nodes
@@ -79,7 +80,8 @@ class DistributedEngine(TrainingEngine):
         self.sampler = BatchSampler(shard.sizes, cfg.optim.batch_size, mode=cfg.data.sampling,
                                     seed=cfg.seeds.sampling)
         self.mixer = NeighbourMixer(setup.topology, comm)
-        self.network = RankNetwork(self)
+        share = (shard.hi - shard.lo) / m if self.replicated else None
+        self.net = DistributedNetwork(self.mixer, comm, self.ledger, self.models_per_replica, share)
 
     @property
     def rank(self) -> int:
@@ -135,33 +137,6 @@ class DistributedEngine(TrainingEngine):
                 f"checkpoint of rank {state['rank']} was written by a run of {state['world_size']} "
                 f"processes; resume with the same number of processes ({self.comm.world_size} now)")
         super().load_state_dict(state)
-
-
-class RankNetwork:
-    """The distributed engine's :class:`~gossiplab.algorithms.Network`: gossip rounds are
-    point-to-point exchanges with graph neighbours (:class:`NeighbourMixer`), averages and sums
-    are all-reduces over the ranks."""
-
-    def __init__(self, engine: DistributedEngine):
-        self.engine = engine
-        self.mix = engine.mixer
-
-    def _what(self, what: str) -> str:
-        return f"iteration {self.engine.iteration} ({what})"
-
-    def average_(self, x: torch.Tensor) -> torch.Tensor:
-        e = self.engine
-        with torch.no_grad():
-            if e.replicated:  # one model on every rank: the node-weighted sum of the partial ones
-                x.mul_((e.shard.hi - e.shard.lo) / e.nodes)
-                e.comm.all_reduce(x, self._what("all-reduce"))
-            else:
-                total = e.comm.all_reduce(x.sum(0), self._what("average"))
-                x.copy_((total / (e.models_per_replica)).expand_as(x))
-        return x
-
-    def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        return self.engine.comm.all_reduce(t, self._what("all-reduce"), op=op)
 
 
 class DistributedEvaluator:

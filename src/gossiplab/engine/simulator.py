@@ -3,7 +3,7 @@
 One iteration (:meth:`~gossiplab.engine.base.TrainingEngine.step`) = sample positions -> gather
 the [replicas, m, b] batch -> per-node forward/backward into the gradient matrix -> the
 algorithm's hook -> one fused SGD update -> the algorithm's communication, whose gossip rounds
-are matrix products (:class:`LocalNetwork`).
+are matrix products (the :class:`~gossiplab.algorithms.Network` base).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from gossiplab.algorithms import Network
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.mixing import MatrixMixer
@@ -40,7 +41,7 @@ class Simulator(TrainingEngine):
                                     mode=cfg.data.sampling, seed=cfg.seeds.sampling)
         self.mixer = MatrixMixer(setup.topology, replicas=self.replicas, device=self.device,
                                  fuse=cfg.engine.fuse_gossip)
-        self.network = LocalNetwork(self.mixer, self.replicas)
+        self.net = Network(self.mixer, self.ledger, replicas=self.replicas)
 
     def _local_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         positions = self.sampler.sample().to(self.device)
@@ -62,22 +63,3 @@ class Simulator(TrainingEngine):
     def average_model(self, r: int = 0) -> torch.Tensor:
         return self.replica_params(r).mean(0)
 
-
-class LocalNetwork:
-    """The simulator's :class:`~gossiplab.algorithms.Network`: every row is in this process, so a
-    gossip round is a matrix product and an average a mean over each replica's rows."""
-
-    def __init__(self, mixer: MatrixMixer, replicas: int):
-        self.mix = mixer
-        self.replicas = replicas
-
-    def average_(self, x: torch.Tensor) -> torch.Tensor:
-        k = x.shape[0] // self.replicas
-        if k > 1:  # (one model per replica is its own average)
-            with torch.no_grad():
-                v = x.view(self.replicas, k, -1)
-                v.copy_(v.mean(1, keepdim=True).expand_as(v))
-        return x
-
-    def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
-        return t

@@ -133,6 +133,16 @@ class _Run:
     def run(self, out: str | Path | None) -> dict | None:
         cfg, comm = self.cfg, self.comm
         t0 = time.perf_counter()
+        # each machine keeps its checkpoints in its own --out (rank 0's when it was not given);
+        # the ranks of one machine must agree
+        mine = str(out) if out is not None else None
+        given = comm.gather("out", [comm.hosts[self.rank], mine])
+        for r, (host, o) in enumerate(given):
+            first = next(i for i, (h, _) in enumerate(given) if h == host)
+            if o != given[first][1]:
+                raise UserError(f"ranks {first} and {r} on host {host} were given different --out "
+                                f"({given[first][1]} and {o}); start every process of a machine "
+                                "with the same command")
         decision = None
         if self.rank == 0:
             try:
@@ -142,7 +152,8 @@ class _Run:
         decision = comm.share("start", decision)
         if not decision["ok"]:
             raise UserError(decision["error"])
-        self.out = out_path = Path(decision["out"])
+        self.out = out_path = Path(mine if mine is not None else decision["out"])
+        self.outs = {h: (o if o is not None else decision["out"]) for h, o in given}
         if not decision["resume"]:
             ckpt.clear(out_path, self.rank)
         setup = self._prepare()
@@ -164,13 +175,16 @@ class _Run:
             if name in decision["done"]:
                 if self.rank == 0:
                     results[name] = ckpt.load_result(out_path, name)
+                traffic = ckpt.load_traffic(out_path, name, self.rank)
+                if traffic is not None:
+                    self.traffic[name] = traffic
                 continue
             results[name] = self._train(setup, shard, name, decision["resume"])
         traffic = comm.gather("traffic", self.traffic)
         if self.rank != 0:
             return None
         summary = summary_record(cfg, results, described, env, time.perf_counter() - t0)
-        summary["distributed"] = {**self._info(), "out": str(out_path),
+        summary["distributed"] = {**self._info(), "out": str(out_path), "out_by_host": self.outs,
                                   "traffic": _traffic_summary(traffic)}
         # same key as the simulator's summary; here one checkpoint file per rank
         saved = {n: ckpt.iterations(out_path, n, 0) for n in results}
@@ -239,6 +253,7 @@ class _Run:
             "gossip_messages": engine.mixer.messages,
             "nodes": shard.hi - shard.lo,
         }
+        ckpt.save_traffic(out, name, self.rank, self.traffic[name])
         if self.rank == 0:
             ckpt.save_result(out, result)
         return result

@@ -126,6 +126,7 @@ def train(setup: Setup, algorithm: str | None = None, *, hooks: list[Hook] | tup
             "lr": sim.lr(),
             "train_batch_loss": sum(losses) / len(losses) if losses else None,
             **evaluator.evaluate(sim),
+            **sim.ledger.record(sim.iteration),
         }
         bad = first_nonfinite(rec)
         if bad is not None:  # finite parameters can still overflow the loss: diverged all the same

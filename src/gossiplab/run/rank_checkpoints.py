@@ -63,6 +63,9 @@ def clear(out: Path, rank: int | None = None) -> None:
     for _, r, _, p in _files(out):
         if rank is None or r == rank:
             p.unlink(missing_ok=True)
+    if rank is not None and folder(out).is_dir():
+        for p in folder(out).glob(f"*.rank{rank:04d}.traffic.json"):
+            p.unlink(missing_ok=True)
     if rank is None and folder(out).is_dir():
         for p in folder(out).glob("*.json"):
             p.unlink(missing_ok=True)
@@ -103,6 +106,28 @@ def load_result(out: Path, algorithm: str) -> RunResult:
     return RunResult(algorithm=d["algorithm"], status=d["status"], final=d["final"],
                      wall_seconds=d["wall_seconds"], eval_seconds=d["eval_seconds"],
                      diverged_at=d["diverged_at"])
+
+
+def traffic_path(out: Path, algorithm: str, rank: int) -> Path:
+    return folder(out) / f"{algorithm}.rank{rank:04d}.traffic.json"
+
+
+def save_traffic(out: Path, algorithm: str, rank: int, traffic: dict) -> None:
+    """What this rank sent for a finished algorithm: a resumed run reports it again."""
+    atomic_write_json(traffic_path(out, algorithm, rank), traffic)
+
+
+def load_traffic(out: Path, algorithm: str, rank: int) -> dict | None:
+    p = traffic_path(out, algorithm, rank)
+    if not p.is_file():
+        return None
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{p} is unreadable ({type(e).__name__}); cannot resume") from None
+    if not isinstance(d, dict) or not {"iterations", "gossip_bytes", "nodes"} <= set(d):
+        raise UserError(f"{p} is not a traffic record of a gossiplab run; cannot resume")
+    return d
 
 
 def finished(out: Path) -> list[str]:
