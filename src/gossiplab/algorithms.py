@@ -115,9 +115,13 @@ class Algorithm:
     compresses = False
     config_keys: tuple[str, ...] = ()
     buffers: tuple[str, ...] = ()
+    plain_gossip_only = ""  # why, for an algorithm that runs its own rounds of plain gossip
 
     def __init__(self, nodes: int, gossip: GossipScheme | None = None, settings: Any = None,
                  iterations: int = 1):
+        if self.plain_gossip_only and gossip is not None and gossip.name != "plain":
+            raise ConfigError(f"algorithm.name = '{self.name}' {self.plain_gossip_only}, so it "
+                              f"needs algorithm.gossip = 'plain' (got '{gossip.name}')")
         self.nodes = nodes
         self.gossip = gossip
         self.settings = settings  # the config's [algorithm] section (None in bare tests)
@@ -127,12 +131,14 @@ class Algorithm:
     # -- shape ------------------------------------------------------------------------------------
 
     def models(self) -> int:
-        """Models per replica."""
-        raise NotImplementedError
+        """Models per replica (default: one per node)."""
+        return self.nodes
 
     def arrange(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Node batches [R, m, b, ...] -> per-model batches [R * models, B, ...]."""
-        raise NotImplementedError
+        """Node batches [R, m, b, ...] -> per-model batches [R * models, B, ...] (default: each
+        node's model on its own batch)."""
+        r, m, b = y.shape
+        return x.reshape(r * m, b, *x.shape[3:]), y.reshape(r * m, b)
 
     def placement(self, lo: int, hi: int) -> tuple[int, int, bool]:
         """``(first, stop, replicated)``: the models a process holding nodes ``[lo, hi)`` trains.
@@ -209,13 +215,6 @@ class DSGDMGS(Algorithm):
     """
 
     name = "dsgd_mgs"
-
-    def models(self) -> int:
-        return self.nodes
-
-    def arrange(self, x, y):
-        r, m, b = y.shape
-        return x.reshape(r * m, b, *x.shape[3:]), y.reshape(r * m, b)
 
     def communicate(self, params: torch.Tensor, net: Network, iteration: int, round0: int) -> int:
         return self._gossip(params, net, round0)
@@ -363,10 +362,9 @@ class ConsensusQ(Algorithm):
     name = "consensus_q"
     config_keys = ("consensus_target", "consensus_cap")
 
+    plain_gossip_only = "decides round by round"
+
     def __init__(self, nodes, gossip, options, iterations: int = 1):
-        if gossip.name != "plain":
-            raise ConfigError("algorithm.name = 'consensus_q' decides round by round, so it needs "
-                              f"algorithm.gossip = 'plain' (got '{gossip.name}')")
         super().__init__(nodes, gossip, options, iterations)
         self.last_rounds = 0
 
@@ -402,10 +400,9 @@ class Choco(Algorithm):
     config_keys = ("compressor", "compress_ratio", "consensus_step", "compress_seed")
     buffers = ("x_hat", "s")
 
+    plain_gossip_only = "runs its own compressed consensus step"
+
     def __init__(self, nodes, gossip, options, iterations: int = 1):
-        if gossip.name != "plain":
-            raise ConfigError("algorithm.name = 'choco' runs its own compressed consensus step; "
-                              f"set algorithm.gossip = 'plain' (got '{gossip.name}')")
         super().__init__(nodes, gossip, options, iterations)
         self.compressor: Compressor = build_compressor(options.compressor,
                                                        ratio=options.compress_ratio,
