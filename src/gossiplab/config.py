@@ -192,7 +192,13 @@ class EvalConfig(Section):
     """When and how models are evaluated."""
 
     every: int = Field(150, ge=1, description="Evaluate every this many iterations (and at the end).")
-    batch_size: int = Field(2048, ge=1, description="Evaluation batch size.")
+    at_start: bool = Field(
+        True, description="Also evaluate the initial model (iteration 0); off: training starts "
+        "at once and the first record is at eval.every.")
+    batch_size: int = Field(
+        0, ge=0, description="Evaluation batch size; 0 = sized from the model so that evaluation "
+        "takes no more activation memory than one node's forward/backward at the training batch "
+        "(at least 8 MiB).")
     node_samples: int = Field(
         1000, ge=1, description="Per-node models are scored on this fixed subsample of train/test."
     )
@@ -436,6 +442,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for a in overrides or []:
         apply_override(raw, a)
     return from_dict(raw)
+
+
+def get_dotted(d: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` of a nested dict, or None."""
+    node: Any = d
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` of a nested dict, creating sections on the way."""
+    parts = key.split(".")
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
