@@ -47,3 +47,47 @@ def test_matched_scores_with_a_one_class_union_are_the_scores_on_that_class():
     g = gaps(s)
     assert g["gen_gap_loss_matched"] == pytest.approx(loss - s["train_loss"])
     assert g["gen_gap_acc_matched"] == pytest.approx(s["train_acc"] - acc)
+
+
+def test_stacked_node_scores_equal_per_module_scores_to_rounding():
+    from gossiplab.engine.nodestack import NodeStack
+    from gossiplab.models import build_model
+
+    ds = load_dataset("synthetic", num_train=300, num_test=200, num_classes=4, shape=(1, 4, 4))
+    torch.manual_seed(0)
+    stack = NodeStack(build_model("mlp", ds.input_shape, 4, hidden=(8,)), 5)
+    with torch.no_grad():
+        stack.params.add_(torch.randn_like(stack.params))
+    ev = Evaluator(ds, np.arange(300), EvalConfig(node_samples=150, batch_size=64))
+    stacked = ev.score_rows(stack, stack.params)
+    one_by_one = [ev.score_module(stack.modules[k], full=False) for k in range(5)]
+    assert len({s["train_loss"] for s in stacked}) == 5  # the rows really differ
+    for a, b in zip(stacked, one_by_one, strict=True):
+        assert a["train_acc"] == b["train_acc"] and a["test_acc"] == b["test_acc"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("name, shape", [("mlp", (1, 8, 8)), ("lenet", (3, 32, 32)),
+                                         ("resnet18", (3, 32, 32))])
+def test_eval_batch_keeps_activations_within_one_training_forward_backward(name, shape):
+    from gossiplab.metrics import EVAL_MIN_BYTES, activation_bytes, eval_batch_size
+    from gossiplab.models import build_model
+
+    model = build_model(name, shape, 10)
+    kept, live = activation_bytes(model, shape)
+    assert live <= kept
+    bs = eval_batch_size(model, shape, train_batch=32)
+    assert bs * live <= max(EVAL_MIN_BYTES, 32 * kept)
+    assert bs == 8192 or (bs + 1) * live > max(EVAL_MIN_BYTES, 32 * kept)  # as large as allowed
+
+
+def test_evaluation_keeps_no_copy_of_the_training_union():
+    ds = load_dataset("synthetic", num_train=300, num_test=200, num_classes=4, shape=(1, 4, 4))
+    everything = Evaluator(ds, np.arange(300), EvalConfig())
+    assert everything.train_index is None and everything.x_train is ds.x_train
+    part = Evaluator(ds, np.arange(0, 300, 2), EvalConfig(batch_size=7))
+    model = _model(ds)
+    s = part.score_module(model)
+    loss, acc = score(model, ds, ds.x_train[::2], ds.y_train[::2])
+    assert s["train_loss"] == pytest.approx(loss, rel=1e-6) and s["train_acc"] == pytest.approx(acc)

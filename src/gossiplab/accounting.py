@@ -67,11 +67,44 @@ class Ledger:
     def reset(self) -> None:
         m = self.nodes
         self.rounds = 0
-        self.messages = np.zeros(m, dtype=np.int64)
-        self.p2p_bytes = np.zeros(m, dtype=np.int64)
+        self._messages = np.zeros(m, dtype=np.int64)
+        self._p2p_bytes = np.zeros(m, dtype=np.int64)
+        # rounds not yet added to the per-node arrays, by (W's index in the period, row bytes):
+        # a round costs a few dict operations, the arrays are brought up to date when read
+        self._pending: dict[tuple[int, int], int] = {}
+        self._round_cost: dict[tuple[int, int], tuple[float, ...]] = {}
         self.all_reduces = 0
         self.all_reduce_payload = 0  # bytes handed to all-reduces, per node
         self.comm_seconds = {n.name: 0.0 for n in self.networks}
+
+    def _flush(self) -> None:
+        for (key, row_bytes), count in self._pending.items():
+            deg = self._degree[key]
+            self._messages += count * deg
+            self._p2p_bytes += count * deg * row_bytes
+        self._pending.clear()
+
+    @property
+    def messages(self) -> np.ndarray:
+        """Messages sent per node so far."""
+        self._flush()
+        return self._messages
+
+    @messages.setter
+    def messages(self, value: np.ndarray) -> None:
+        self._flush()
+        self._messages = value
+
+    @property
+    def p2p_bytes(self) -> np.ndarray:
+        """Point-to-point bytes sent per node so far."""
+        self._flush()
+        return self._p2p_bytes
+
+    @p2p_bytes.setter
+    def p2p_bytes(self, value: np.ndarray) -> None:
+        self._flush()
+        self._p2p_bytes = value
 
     def out_degree(self, r: int) -> np.ndarray:
         """Neighbours node k sends to in round r: j != k with W_r[j, k] != 0."""
@@ -85,14 +118,16 @@ class Ledger:
 
     def gossip_round(self, r: int, row_bytes: int) -> None:
         """One round in which every node sends ``row_bytes`` to each of its neighbours."""
-        deg = self.out_degree(r)
+        key = (r % self.topology.period, int(row_bytes))
+        cost = self._round_cost.get(key)
+        if cost is None:
+            sent = self.out_degree(r) * key[1]
+            busiest = float(sent.max()) if len(sent) else 0.0
+            cost = self._round_cost[key] = tuple(n.round_seconds(busiest) for n in self.networks)
         self.rounds += 1
-        self.messages += deg
-        sent = deg * int(row_bytes)
-        self.p2p_bytes += sent
-        busiest = float(sent.max()) if len(sent) else 0.0
-        for n in self.networks:
-            self.comm_seconds[n.name] += n.round_seconds(busiest)
+        self._pending[key] = self._pending.get(key, 0) + 1
+        for n, sec in zip(self.networks, cost, strict=True):
+            self.comm_seconds[n.name] += sec
 
     def all_reduce(self, payload_bytes: int) -> None:
         """One all-reduce of ``payload_bytes`` per node."""

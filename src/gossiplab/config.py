@@ -196,7 +196,13 @@ class EvalConfig(Section):
     """When and how models are evaluated."""
 
     every: int = Field(150, ge=1, description="Evaluate every this many iterations (and at the end).")
-    batch_size: int = Field(2048, ge=1, description="Evaluation batch size.")
+    at_start: bool = Field(
+        True, description="Also evaluate the initial model (iteration 0); off: training starts "
+        "at once and the first record is at eval.every.")
+    batch_size: int = Field(
+        0, ge=0, description="Evaluation batch size; 0 = sized from the model so that evaluation "
+        "takes no more activation memory than one node's forward/backward at the training batch "
+        "(at least 8 MiB).")
     node_samples: int = Field(
         1000, ge=1, description="Per-node models are scored on this fixed subsample of train/test."
     )

@@ -106,3 +106,22 @@ def test_a_worker_that_dies_fails_only_its_run_and_is_replaced(tmp_path):
 def test_fair_share_of_threads():
     assert fair_threads(1) >= 1 and fair_threads(1000) == 1
     assert fair_threads(2) * 2 <= max(2, fair_threads(1))
+
+
+def test_grouped_sweep_stores_the_results_of_the_runs_made_one_by_one(tmp_path):
+    f = write_sweep(tmp_path / "s.toml", """
+        [grid]
+        "algorithm.gossip_steps" = [0, 1, 4]
+        "topology.name" = ["ring", "exponential"]
+    """, sweep="seeds = 2\nbaseline = true", iterations=40, every=20)
+    spec = load_sweep(f)
+    stored = {}
+    for group in (True, False):
+        with ResultsStore(tmp_path / f"{group}.sqlite") as store:
+            out = run_sweep(spec, store, LocalExecutor(jobs=2, threads=1), console=Console(quiet=True),
+                            group=group)
+            assert out.complete and out.executed == {"ok": 12}
+            stored[group] = {(m["run_id"], m["iteration"]): {k: v for k, v in json.loads(m["record"]).items()
+                                                             if k != "elapsed"}
+                             for m in store.metrics()}
+    assert len(stored[True]) == 12 * 3 and stored[True] == stored[False]

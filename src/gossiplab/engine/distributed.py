@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -171,7 +170,6 @@ class DistributedEvaluator:
         self.comm = comm
         self.evaluator = evaluator
         self.max_nodes = max_nodes
-        self._scratch: dict[int, tuple[torch.Tensor, torch.nn.Module]] = {}
 
     def evaluate(self, engine: DistributedEngine) -> dict:
         record = None
@@ -209,15 +207,4 @@ class DistributedEvaluator:
             at += n
         comm.exchange([], recvs, what)
         assert self.evaluator is not None
-        return self.evaluator.report(engine.stack, mean, self._modules(engine, rows), consensus)
-
-    def _modules(self, engine: DistributedEngine, rows: torch.Tensor) -> Iterator[torch.nn.Module]:
-        """One module per row, scored one after the other (a scratch row is reused)."""
-        key = rows.shape[1]
-        if key not in self._scratch:
-            row = torch.empty(key, dtype=rows.dtype, device=rows.device)
-            self._scratch[key] = (row, engine.stack.bound_module(row))
-        row, mod = self._scratch[key]
-        for r in rows:
-            row.copy_(r)
-            yield mod
+        return self.evaluator.report(engine.stack, mean, rows, consensus)

@@ -82,7 +82,7 @@ class CheckpointHook(Hook):
 
     def on_start(self, sim: Simulator) -> None:
         self.iterations = sim.cfg.train.iterations
-        self.eval_points = eval_points(self.iterations, sim.cfg.eval.every)
+        self.eval_points = eval_points(self.iterations, sim.cfg.eval.every, sim.cfg.eval.at_start)
 
     def _due(self, sim: Simulator) -> bool:
         return sim.iteration % self.every == 0 and sim.iteration < self.iterations

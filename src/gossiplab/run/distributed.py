@@ -10,6 +10,7 @@ interrupted run from the newest iteration every rank has saved (bitwise the same
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from gossiplab.config import Config
 from gossiplab.engine.comm import Comm, connect
 from gossiplab.engine.distributed import DistributedEngine, DistributedEvaluator, LocalShard
 from gossiplab.engine.liveness import first_line
+from gossiplab.engine.threads import apply_threads, usable_cores
 from gossiplab.errors import PeerLost, UserError
 from gossiplab.fileio import JsonlWriter, atomic_write_json, atomic_write_text
 from gossiplab.metrics import Evaluator
@@ -27,6 +29,7 @@ from gossiplab.run.loop import Hook, RunResult, train
 from gossiplab.run.runner import (
     algorithms_to_run,
     check_output_dir,
+    choose_run_threads,
     config_record,
     environment,
     summary_record,
@@ -165,6 +168,9 @@ class _Run:
         if not decision["resume"]:
             ckpt.clear(out_path, self.rank)
         setup = self._prepare()
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        threads = choose_run_threads(setup, cap=max(1, usable_cores() // max(1, local_ranks)))
+        apply_threads(threads)
         lo, hi = comm.block()
         shard = LocalShard.from_setup(setup, lo, hi)
         if self.rank != 0:
@@ -172,7 +178,7 @@ class _Run:
         comm.barrier("ready")
         described = env = None
         if self.rank == 0:
-            described = setup.describe()
+            described = {**setup.describe(), "threads": threads.record()}
             env = environment()
             if not decision["resume"]:
                 atomic_write_json(out_path / "config.json",
@@ -246,7 +252,8 @@ class _Run:
         hooks.append(ckpt.CheckpointHook(out, self.rank, cfg.config_hash(), elapsed,
                                          sync=lambda: comm.barrier(f"checkpoint/{name}")))
         evaluator = DistributedEvaluator(
-            comm, Evaluator(setup.dataset, setup.partition.union(), cfg.eval) if self.rank == 0 else None,
+            comm, Evaluator(setup.dataset, setup.partition.union(), cfg.eval, cfg.optim.batch_size)
+            if self.rank == 0 else None,
             cfg.eval.max_nodes)
         comm.barrier(f"start/{name}")
         start_iteration, start_bytes = engine.iteration, engine.mixer.bytes_sent

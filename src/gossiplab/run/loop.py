@@ -5,10 +5,12 @@ progress (run/progress.py) are hooks; they import this module, never the other w
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import gossiplab
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import Diverged
 from gossiplab.metrics import Evaluator
@@ -37,6 +39,9 @@ class RunResult:
     eval_seconds: float = 0.0
     diverged_at: int | None = None
     pending_losses: list[float] = field(default_factory=list)  # batch losses since the last eval
+    # seconds from the process start to the end of this run's first training iteration (start-up:
+    # imports, data, setup, the iteration-0 evaluation; benchmarks/startup.py reads it)
+    first_iteration_seconds: float | None = None
 
     def summary(self) -> dict:
         return {
@@ -47,6 +52,7 @@ class RunResult:
             "wall_seconds": self.wall_seconds,
             "eval_seconds": self.eval_seconds,
             "eval_fraction": self.eval_seconds / self.wall_seconds if self.wall_seconds else 0.0,
+            "first_iteration_seconds": self.first_iteration_seconds,
         }
 
 
@@ -67,9 +73,23 @@ def first_nonfinite(obj: Any, path: str = "") -> str | None:
     return None
 
 
-def eval_points(iterations: int, every: int) -> set[int]:
-    """Iterations after which to evaluate: 0 (the initial model), every ``every``, and the end."""
-    return {0, iterations, *range(every, iterations, every)}
+def eval_points(iterations: int, every: int, at_start: bool = True) -> set[int]:
+    """Iterations after which to evaluate: 0 (the initial model, unless not ``at_start``), every
+    ``every``, and the end."""
+    return {0, iterations, *range(every, iterations, every)} - (set() if at_start else {0})
+
+
+def process_started_at() -> float:
+    """Wall-clock time at which this process started (Linux: from /proc; elsewhere the time
+    gossiplab was imported), for start-up records."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return gossiplab.IMPORTED_AT
 
 
 def train(setup: Setup, algorithm: str | None = None, *, hooks: list[Hook] | tuple = (),
@@ -87,9 +107,10 @@ def train(setup: Setup, algorithm: str | None = None, *, hooks: list[Hook] | tup
     cfg = setup.cfg
     sim = sim or Simulator(setup, algorithm)
     if evaluator is None:
-        evaluator = Evaluator(setup.dataset, setup.partition.union(), cfg.eval)
+        evaluator = Evaluator(setup.dataset, setup.partition.union(), cfg.eval,
+                              cfg.optim.batch_size)
     T = cfg.train.iterations
-    points = eval_points(T, cfg.eval.every)
+    points = eval_points(T, cfg.eval.every, cfg.eval.at_start)
     if result is None:
         result = RunResult(algorithm=sim.name)
     elif result.algorithm != sim.name:
@@ -133,6 +154,8 @@ def train(setup: Setup, algorithm: str | None = None, *, hooks: list[Hook] | tup
             evaluate()
         while sim.iteration < T:
             loss = sim.step()
+            if result.first_iteration_seconds is None:
+                result.first_iteration_seconds = time.time() - process_started_at()
             losses.append(loss)
             result.wall_seconds = clock()
             for h in hooks:

@@ -17,6 +17,7 @@ import torch
 import gossiplab
 from gossiplab.config import Config
 from gossiplab.engine.simulator import Simulator
+from gossiplab.engine.threads import ThreadChoice, apply_threads, choose_threads, step_flops
 from gossiplab.errors import UserError
 from gossiplab.fileio import (
     JsonlWriter,
@@ -28,9 +29,21 @@ from gossiplab.fileio import (
 )
 from gossiplab.run import checkpointing as ck
 from gossiplab.run.loop import Hook, RunResult, train
-from gossiplab.setup import Setup, prepare
+from gossiplab.setup import Setup, build_model_for, prepare
 
 OUTPUT_FILES = ("config.json", "metrics.jsonl", "summary.json")
+
+
+def choose_run_threads(setup: Setup, cap: int | None = None) -> ThreadChoice:
+    """engine.threads if set, else a count from the work per step and the free cores
+    (engine/threads.py), recorded in config.json and summary.json as ``threads``."""
+    cfg = setup.cfg
+    flops = None
+    if not cfg.engine.threads:
+        template = build_model_for(cfg, setup.dataset)
+        flops = step_flops(template, tuple(setup.dataset.input_shape),
+                           cfg.topology.nodes * cfg.optim.batch_size)
+    return choose_threads(cfg.engine.threads, flops, cap=cap, device=setup.device.type)
 
 
 def environment() -> dict[str, Any]:
@@ -74,7 +87,8 @@ class _MetricsLog(Hook):
 def run_experiment(cfg: Config, out: str | Path | None = None, *,
                    hooks: Callable[[str], list[Hook]] | None = None,
                    setup: Setup | None = None, overwrite: bool = False,
-                   checkpoint_every: int | None = None, resume: bool = False) -> dict:
+                   checkpoint_every: int | None = None, resume: bool = False,
+                   thread_cap: int | None = None) -> dict:
     """Train the configured algorithm and (optionally) centralized on the same setup; write the
     three output files into ``out`` when given; return the summary dict.
 
@@ -93,7 +107,9 @@ def run_experiment(cfg: Config, out: str | Path | None = None, *,
     names = algorithms_to_run(cfg)
     restored = ck.restore_run(out_path, cfg, names) if resume else {}
     setup = setup or prepare(cfg)
-    described = setup.describe()
+    threads = choose_run_threads(setup, cap=thread_cap)
+    apply_threads(threads)
+    described = {**setup.describe(), "threads": threads.record()}
     env = environment()
     writer = None
     if out_path is not None:
@@ -175,6 +191,7 @@ def summary_record(cfg: Config, results: dict[str, RunResult], described: dict, 
         "runs": {n: r.summary() for n, r in results.items()},
         "topology": described["topology"],
         "heterogeneity": described["partition"],
+        **({"threads": described["threads"]} if "threads" in described else {}),
         "seeds": cfg.seeds.model_dump(),
         "environment": env,
     }

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -55,9 +56,10 @@ def fair_threads(jobs: int) -> int:
 
 
 def task_threads(config: dict[str, Any], explicit: int | None, fair: int) -> int:
-    """Threads for one run: --threads if given, else the config's engine.threads if set, else the
-    fair share."""
-    return explicit or int(config.get("engine", {}).get("threads") or 0) or fair
+    """Threads for one run: --threads if given, else the config's engine.threads if set, else 0:
+    the run chooses from its work per step and the free cores, at most the fair share (``cap``
+    of :func:`execute`)."""
+    return explicit or int(config.get("engine", {}).get("threads") or 0)
 
 
 # -- running one run (in a worker) ----------------------------------------------------------------
@@ -82,57 +84,124 @@ def _dataset_for(cfg) -> Any:
     return _DATASETS[key]
 
 
-def execute(config: dict[str, Any], threads: int = 0,
-            report: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run one sweep point; never raises for a failing run: returns its outcome as a payload."""
+class _Collect:
+    """Hook: a run's evaluation records, and its iterations reported every half second."""
+
+    def __init__(self, history: list[dict], report: Callable[[int], None] | None):
+        self.history = history
+        self.report = report
+        self.pending = 0
+        self.last = time.monotonic()
+
+    def on_start(self, sim) -> None: ...
+
+    def on_step(self, sim, loss: float) -> None:
+        self.pending += 1
+        if self.report is not None and time.monotonic() - self.last > 0.5:
+            self.report(self.pending)
+            self.pending, self.last = 0, time.monotonic()
+
+    def on_eval(self, sim, record: dict) -> None:
+        self.history.append(record)
+
+    def on_end(self, sim, result) -> None:
+        if self.report is not None and self.pending:
+            self.report(self.pending)
+        self.pending = 0
+
+
+def _outcome(payload: dict[str, Any], summary: dict[str, Any], setup) -> None:
+    payload.update(status=summary["status"], diverged_at=summary["diverged_at"], summary=summary,
+                   setup={**{k: v for k, v in setup.describe().items()
+                             if k != "label_histograms"}, "threads": summary.get("threads")})
+    if summary["status"] == "diverged":
+        payload["error"] = f"diverged at iteration {summary['diverged_at']}"
+
+
+def _finished(payload: dict[str, Any]) -> dict[str, Any]:
+    from gossiplab.run.runner import environment
+
+    payload["environment"] = environment()
+    payload["ended"] = time.time()
+    payload["wall_seconds"] = payload["ended"] - payload["started"]
+    return payload
+
+
+def _config(config: dict[str, Any], threads: int):
     import torch
 
     from gossiplab.config import from_dict
-    from gossiplab.run.loop import Hook
-    from gossiplab.run.runner import environment, run_experiment
+
+    cfg = from_dict(config)
+    if threads:  # the executor's choice; the run's identity (its config hash) is unchanged
+        torch.set_num_threads(threads)
+        cfg.engine.threads = threads
+    return cfg
+
+
+def execute(config: dict[str, Any], threads: int = 0,
+            report: Callable[[int], None] | None = None, cap: int | None = None) -> dict[str, Any]:
+    """Run one sweep point; never raises for a failing run: returns its outcome as a payload.
+    ``threads``: a count to use (0: the run chooses, at most ``cap``)."""
+    from gossiplab.run.runner import run_experiment
     from gossiplab.setup import prepare
 
-    started = time.time()
     history: list[dict] = []
-
-    class Collect(Hook):
-        def __init__(self) -> None:
-            self.pending = 0
-            self.last = time.monotonic()
-
-        def on_step(self, sim, loss: float) -> None:
-            self.pending += 1
-            if report is not None and time.monotonic() - self.last > 0.5:
-                report(self.pending)
-                self.pending, self.last = 0, time.monotonic()
-
-        def on_eval(self, sim, record: dict) -> None:
-            history.append(record)
-
-        def on_end(self, sim, result) -> None:
-            if report is not None and self.pending:
-                report(self.pending)
-            self.pending = 0
-
-    payload: dict[str, Any] = {"started": started, "history": history}
+    payload: dict[str, Any] = {"started": time.time(), "history": history}
     try:
-        cfg = from_dict(config)
-        if threads:  # the executor's choice; the run's identity (its config hash) is unchanged
-            torch.set_num_threads(threads)
-            cfg.engine.threads = threads
+        cfg = _config(config, threads)
         setup = prepare(cfg, dataset=_dataset_for(cfg))
-        summary = run_experiment(cfg, None, setup=setup, hooks=lambda name: [Collect()])
-        payload.update(status=summary["status"], diverged_at=summary["diverged_at"], summary=summary,
-                       setup={k: v for k, v in setup.describe().items() if k != "label_histograms"})
-        if summary["status"] == "diverged":
-            payload["error"] = f"diverged at iteration {summary['diverged_at']}"
+        summary = run_experiment(cfg, None, setup=setup,
+                                 hooks=lambda name: [_Collect(history, report)], thread_cap=cap)
+        _outcome(payload, summary, setup)
     except Exception as e:  # a failing run is recorded, and the sweep goes on
         payload.update(status="failed", error=f"{type(e).__name__}: {e}",
                        traceback=traceback.format_exc())
-    payload["environment"] = environment()
-    payload["ended"] = time.time()
-    payload["wall_seconds"] = payload["ended"] - started
-    return payload
+    return _finished(payload)
+
+
+def execute_group(tasks: list[tuple[str, dict[str, Any]]], threads: int = 0,
+                  report: Callable[[str, int], None] | None = None, cap: int | None = None
+                  ) -> list[tuple[str, dict[str, Any]]]:
+    """Run sweep points of one :func:`~gossiplab.run.replicas.group_key` as replicas of one node
+    matrix (run/replicas.py): each gets the payload :func:`execute` would give it (its history
+    equals that of the run made alone), plus ``replicas`` = the group's size. Never raises; when
+    the group cannot be set up together, its runs are made one by one."""
+    from gossiplab.run.replicas import run_replicas
+    from gossiplab.setup import prepare
+
+    def one_by_one() -> list[tuple[str, dict[str, Any]]]:
+        return [(rid, execute(c, threads, None if report is None else partial(report, rid), cap))
+                for rid, c in tasks]
+
+    if len(tasks) == 1:
+        return one_by_one()
+    started = time.time()
+    histories: list[list[dict]] = [[] for _ in tasks]
+    try:
+        cfgs = [_config(c, threads) for _, c in tasks]
+        setups = [prepare(c, dataset=_dataset_for(c)) for c in cfgs]
+    except Exception:  # a bad point among them: each run is made (and fails) alone
+        return one_by_one()
+
+    def hooks(r: int, name: str) -> list:
+        rid = tasks[r][0]
+        return [_Collect(histories[r], None if report is None else partial(report, rid))]
+
+    try:
+        summaries = run_replicas(cfgs, setups, hooks=hooks, thread_cap=cap)
+    except Exception as e:
+        payloads = [{"status": "failed", "error": f"{type(e).__name__}: {e}",
+                     "traceback": traceback.format_exc()} for _ in tasks]
+    else:
+        payloads = [{} for _ in tasks]
+        for payload, summary, setup in zip(payloads, summaries, setups, strict=True):
+            _outcome(payload, summary, setup)
+    out = []
+    for (rid, _), payload, history in zip(tasks, payloads, histories, strict=True):
+        payload.update(started=started, history=history, replicas=len(tasks))
+        out.append((rid, _finished(payload)))
+    return out
 
 
 def failed_payload(error: str) -> dict[str, Any]:
@@ -168,6 +237,7 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     import torch
 
+    cap = threads  # this worker's fair share: the most a run may choose by default
     torch.set_num_threads(threads)
     while True:
         try:
@@ -176,9 +246,10 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
             return
         if task is None:
             return
-        run_id, config, threads = task
-        payload = execute(config, threads, report=lambda n, r=run_id: conn.send(("progress", r, n)))
-        conn.send(("done", run_id, payload))
+        items, threads = task
+        for run_id, payload in execute_group(items, threads, cap=cap,
+                                             report=lambda r, n: conn.send(("progress", r, n))):
+            conn.send(("done", run_id, payload))
 
 
 class _Worker:
@@ -188,7 +259,7 @@ class _Worker:
                                 name="gossiplab-sweep-worker")
         self.proc.start()
         child.close()
-        self.task: str | None = None
+        self.task: set[str] | None = None  # the run ids it is running (one group), None when idle
 
 
 class LocalExecutor:
@@ -210,8 +281,11 @@ class LocalExecutor:
         return self.jobs
 
     def describe(self) -> str:
-        how = "" if self.explicit_threads else " (or the config's engine.threads where set)"
-        return f"{self.jobs} local worker(s), {self.threads} thread(s) each{how}"
+        if self.explicit_threads:
+            return f"{self.jobs} local worker(s), {self.threads} thread(s) each"
+        return (f"{self.jobs} local worker(s), up to {self.threads} thread(s) each (the config's "
+                "engine.threads where set, else chosen per run from its work per step and the free "
+                "cores)")
 
     def start(self) -> None:
         self._workers = [_Worker(self._ctx, self.threads) for _ in range(self.jobs)]
@@ -220,10 +294,16 @@ class LocalExecutor:
         return sum(w.task is None for w in self._workers)
 
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
+        self.submit_group([(run_id, config)])
+
+    def submit_group(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Runs of one :func:`~gossiplab.run.replicas.group_key`, trained together as replicas in
+        one worker (one slot); each reports its own progress and outcome."""
         w = next(w for w in self._workers if w.task is None)
-        w.task = run_id
+        w.task = {run_id for run_id, _ in items}
+        threads = task_threads(items[0][1], self.explicit_threads, self.threads)
         with contextlib.suppress(OSError):  # a dead worker is reported by poll()
-            w.conn.send((run_id, config, task_threads(config, self.explicit_threads, self.threads)))
+            w.conn.send((items, threads))
 
     def poll(self, timeout: float) -> list[Event]:
         busy = [w for w in self._workers if w.task is not None]
@@ -246,13 +326,16 @@ class LocalExecutor:
                     events.append(Progress(run_id, data))
                 else:
                     events.append(Done(run_id, data))
-                    w.task = None
+                    if w.task is not None:
+                        w.task.discard(run_id)
+                        w.task = w.task or None
         except (EOFError, OSError):
             pass
         if w.task is not None and not w.proc.is_alive():
             w.proc.join()
-            events.append(Done(w.task, failed_payload(
-                f"worker process died (exit code {w.proc.exitcode}) while running this config")))
+            events += [Done(run_id, failed_payload(
+                f"worker process died (exit code {w.proc.exitcode}) while running this config"))
+                for run_id in sorted(w.task)]
             self._workers[self._workers.index(w)] = _Worker(self._ctx, self.threads)
         return events
 
@@ -324,7 +407,8 @@ class RayExecutor:
 
     def submit(self, run_id: str, config: dict[str, Any]) -> None:
         assert self._remote is not None
-        self._refs[self._remote.remote(config, task_threads(config, self.explicit_threads, self.threads))] \
+        self._refs[self._remote.remote(config, task_threads(config, self.explicit_threads, self.threads),
+                                       cap=self.threads)] \
             = run_id
 
     def poll(self, timeout: float) -> list[Event]:

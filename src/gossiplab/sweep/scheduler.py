@@ -25,6 +25,39 @@ from gossiplab.sweep.spec import Expansion, SweepPoint, SweepSpec
 from gossiplab.sweep.store import DEFAULT_LEASE, Owner, ResultsStore
 
 RECHECK_SECONDS = 2.0  # how often runs claimed by another process are looked at again
+# Runs of one group_key train together as replicas of one node matrix (run/replicas.py), at most
+# this many per group: the per-replica cost of a step stops falling at about 8 stacked replicas
+# (docs/benchmarks.md), and smaller groups balance the workers better.
+MAX_REPLICAS = 16
+STACKABLE_MODELS = ("logreg", "mlp")  # the bmm backend's models: one batched product per layer
+
+
+def stackable(point: SweepPoint) -> bool:
+    """Whether a run gains from training as a replica (models whose per-call cost dominates)."""
+    cfg = point.config
+    return (cfg.model.name in STACKABLE_MODELS and cfg.engine.backend in ("auto", "bmm")
+            and cfg.engine.name == "simulator")
+
+
+def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_REPLICAS
+                ) -> list[list[SweepPoint]]:
+    """Split the runs into groups trained as replicas: runs of one group_key, in chunks of near
+    equal size whose number is a multiple of ``slots`` (so the workers get equal shares), the
+    costliest groups first (so the last to finish are small)."""
+    from gossiplab.run.replicas import group_key
+
+    by_key: dict[str, list[SweepPoint]] = {}
+    for p in points:
+        key = group_key(p.config.to_dict()) if stackable(p) else p.run_id
+        by_key.setdefault(key, []).append(p)
+    groups: list[list[SweepPoint]] = []
+    for members in by_key.values():
+        n = len(members)
+        chunks = min(n, max(1, slots) * -(-n // (max(1, slots) * max(1, max_replicas))))
+        size = -(-n // chunks)
+        groups += [members[i:i + size] for i in range(0, n, size)]
+    groups.sort(key=lambda g: -sum(p.iterations * p.config.topology.nodes for p in g))
+    return groups
 
 
 @dataclass
@@ -74,7 +107,10 @@ def _progress(console: Console) -> Progress:
 
 def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Console | None = None,
               retry_failed: bool = False, lease: float = DEFAULT_LEASE,
-              expansion: Expansion | None = None) -> SweepOutcome:
+              expansion: Expansion | None = None, group: bool = True) -> SweepOutcome:
+    """``group``: runs that differ only in shape-free values (run/replicas.py: group_key) train
+    together as replicas where the executor can (``submit_group``); their results equal those of
+    the runs made one by one."""
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
     exp = expansion or spec.expand()
@@ -103,7 +139,12 @@ def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Consol
     executor.start()
     console.print(f"executing on {executor.describe()}")
     total_iters = sum(p.iterations for p in todo)
-    queue: deque[SweepPoint] = deque(todo)
+    grouping = group and hasattr(executor, "submit_group")
+
+    def planned(points: list[SweepPoint]) -> list[list[SweepPoint]]:
+        return plan_groups(points, executor.slots) if grouping else [[p] for p in points]
+
+    queue: deque[list[SweepPoint]] = deque(planned(todo))
     waiting: list[SweepPoint] = []
     inflight: dict[str, tuple[SweepPoint, int]] = {}
     finished = 0
@@ -131,17 +172,22 @@ def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Consol
 
             while queue or inflight or waiting:
                 while queue and executor.free_slots() > 0:
-                    p = queue.popleft()
-                    state = store.claim(p.run_id, owner, lease, retry_failed=retry_failed)
-                    if state == "claimed":
-                        executor.submit(p.run_id, p.config.to_dict())
-                        inflight[p.run_id] = (p, 0)
-                    elif state == "finished":  # another process finished it meanwhile
-                        outcome.finished_elsewhere += 1
-                        finished += 1
-                        progress.advance(task, p.iterations)
-                    else:
-                        waiting.append(p)
+                    claimed: list[SweepPoint] = []
+                    for p in queue.popleft():
+                        state = store.claim(p.run_id, owner, lease, retry_failed=retry_failed)
+                        if state == "claimed":
+                            claimed.append(p)
+                            inflight[p.run_id] = (p, 0)
+                        elif state == "finished":  # another process finished it meanwhile
+                            outcome.finished_elsewhere += 1
+                            finished += 1
+                            progress.advance(task, p.iterations)
+                        else:
+                            waiting.append(p)
+                    if len(claimed) > 1:
+                        executor.submit_group([(p.run_id, p.config.to_dict()) for p in claimed])
+                    elif claimed:
+                        executor.submit(claimed[0].run_id, claimed[0].config.to_dict())
                     refresh()
                 if not inflight and not queue:
                     time.sleep(0.25)
@@ -172,7 +218,7 @@ def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Consol
                     store.renew(owner, inflight, lease)
                     last_renew = now
                 if waiting and not queue and now - last_recheck > RECHECK_SECONDS:
-                    queue.extend(waiting)
+                    queue.extend(planned(waiting))
                     waiting.clear()
                     last_recheck = now
                     refresh()

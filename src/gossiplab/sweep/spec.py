@@ -38,15 +38,19 @@ from gossiplab.config import (
     CONFIG_FILE_LIMIT,
     AlgorithmConfig,
     Config,
+    apply_override,
     check_keys,
     from_dict,
     merge,
+    parse_value,
     read_toml,
+    shown,
 )
 from gossiplab.errors import ConfigError
 
 MAX_RUNS = 1_000_000  # checked before the grid is expanded (a run is a row in memory and the store)
-SWEEP_KEYS = {"name", "description", "config", "seeds", "seed_keys", "baseline"}
+SWEEP_KEYS = {"name", "description", "config", "seeds", "seed_keys", "baseline", "expected"}
+# expected: free text, how long the sweep took where it was measured (`gossiplab packs` shows it)
 TOP_LEVEL = {"sweep", "base", "grid", "zip"}
 SEED_KEYS = ("data", "init", "sampling")
 
@@ -204,6 +208,62 @@ class SweepSpec:
         import hashlib
         blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # -- command-line changes ------------------------------------------------------------------
+
+    def narrowed(self, *, overrides: list[str] = (), seeds: int | None = None,
+                 where: list[str] = ()) -> SweepSpec:
+        """This sweep changed from the command line, without editing its file: ``overrides``
+        (``key=value``, TOML values, as ``gossiplab run --set``) go into every run's base;
+        ``seeds = N`` runs seeds 0..N-1; each ``where`` (``key=v1,v2``) keeps only those values of
+        a grid or zip axis (for a zip, the positions where the key has one of them). The result
+        is another sweep (its own spec hash); runs it shares with the full sweep keep their ids,
+        so their stored results are reused."""
+        import copy
+
+        axes = set(self.grid) | {k for z in self.zips for k in z}
+        base = copy.deepcopy(self.base)
+        for assignment in overrides:
+            key = assignment.split("=", 1)[0].strip()
+            if key in axes:
+                raise ConfigError(f"--set {key}: is an axis of this sweep; keep some of its values "
+                                  f"with --where {key}=VALUE[,VALUE...]")
+            if key.startswith("seeds.") and self.seeds is not None and key[6:] in self.seed_keys:
+                raise ConfigError(f"--set {key}: the sweep sets the seeds; use --seeds N")
+            apply_override(base, assignment)
+        try:
+            check_keys(base)
+        except ConfigError as e:
+            raise ConfigError(f"--set: {e}") from None
+        grid = {k: list(v) for k, v in self.grid.items()}
+        zips = [{k: list(v) for k, v in z.items()} for z in self.zips]
+        for clause in where:
+            if "=" not in clause:
+                raise ConfigError(f"--where expects key=value[,value...], got '{shown(clause)}'")
+            key, text = (t.strip() for t in clause.split("=", 1))
+            wanted = [parse_value(v.strip()) for v in text.split(",") if v.strip()]
+            if key not in axes:
+                listed = ", ".join(sorted(axes)) or "none"
+                raise ConfigError(f"--where {shown(key)}: not an axis of this sweep (axes: {listed})")
+            values = grid[key] if key in grid else next(z[key] for z in zips if key in z)
+            missing = [w for w in wanted if w not in values]
+            if missing or not wanted:
+                raise ConfigError(f"--where {key}: {', '.join(map(shown, missing)) or 'no value'} "
+                                  f"not among its values {values}")
+            if key in grid:
+                grid[key] = [v for v in values if v in wanted]
+            else:
+                z = next(z for z in zips if key in z)
+                keep = [i for i, v in enumerate(z[key]) if v in wanted]
+                for k in z:
+                    z[k] = [z[k][i] for i in keep]
+        if seeds is not None and seeds < 1:
+            raise ConfigError("--seeds must be >= 1")
+        _count(seeds, f"--seeds {seeds}", self.where)
+        return SweepSpec(name=self.name, base=base, grid=grid, zips=zips,
+                         seeds=list(range(seeds)) if seeds is not None else self.seeds,
+                         seed_keys=self.seed_keys, baseline=self.baseline,
+                         description=self.description, source=self.source, path=self.path)
 
     # -- expansion -----------------------------------------------------------------------------
 
