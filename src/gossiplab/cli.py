@@ -8,6 +8,7 @@ import argparse
 import importlib
 import sys
 import traceback
+import warnings
 
 from gossiplab import __version__
 from gossiplab.errors import UserError
@@ -43,8 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """gossiplab's own warnings as one line on stderr; others as Python prints them."""
+    from gossiplab.setup import GossipWarning
+
+    if issubclass(category, GossipWarning):
+        print(f"gossiplab: warning: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _one_line_warning
     debug = "--debug" in argv
     parser = build_parser()
     args = parser.parse_args(argv)

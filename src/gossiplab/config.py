@@ -469,7 +469,8 @@ def reference_markdown() -> str:
         lines.append("| key | default | meaning |\n|---|---|---|")
         for name, fld in model.model_fields.items():
             default = fld.get_default(call_default_factory=True)
-            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {fld.description or ''} |")
+            meaning = (fld.description or "").replace("|", "\\|")  # a bare | splits the cell
+            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 
