@@ -119,10 +119,14 @@ class Evaluator:
                     "test_loss": float(loss.sum() / n), "test_acc": float(correct.sum() / n),
                     "test_loss_matched": float((self.class_weights * loss).sum() / wn),
                     "test_acc_matched": float((self.class_weights * correct).sum() / wn)}
-        else:
-            trl, tra = score(module, self.ds, self.node_x_train, self.node_y_train, bs)
-            tel, tea = score(module, self.ds, self.node_x_test, self.node_y_test, bs)
-        return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
+        trl, tra = score(module, self.ds, self.node_x_train, self.node_y_train, bs)
+        loss, correct, counts = score_per_class(module, self.ds, self.node_x_test,
+                                                self.node_y_test, bs)
+        n = max(counts.sum(), 1.0)
+        wn = max(float((self.class_weights * counts).sum()), 1e-300)
+        return {"train_loss": trl, "train_acc": tra,
+                "test_loss": float(loss.sum() / n), "test_acc": float(correct.sum() / n),
+                "test_loss_matched": float((self.class_weights * loss).sum() / wn)}
 
     def average_module(self, stack, vector: torch.Tensor) -> nn.Module:
         if self._avg_module is None or self._avg_row is None or self._avg_row.shape != vector.shape:
@@ -145,6 +149,10 @@ class Evaluator:
         that hold the models elsewhere (the distributed engine) assemble these and call this."""
         avg = self.score_module(self.average_module(stack, average), full=True)
         node_scores = [self.score_module(mod, full=False) for mod in node_modules]
+        for s in node_scores:  # per-node gaps, so that the worst node's gap is recorded too
+            s["gen_gap_loss"] = s["test_loss"] - s["train_loss"]
+            s["gen_gap_acc"] = s["train_acc"] - s["test_acc"]
+            s["gen_gap_loss_matched"] = s["test_loss_matched"] - s["train_loss"]
         nodes = {key: _stats([s[key] for s in node_scores]) for key in node_scores[0]}
         return {
             "avg_model": avg,
