@@ -66,21 +66,22 @@ Points = list[tuple[float, list[Run], list[Run]]]
 """(x, the runs measured, the runs of the same seeds to subtract: centralized for the share)."""
 
 
-def _fit(points: Points, metric: str, diff: bool, log: bool) -> Est:
-    """Per seed, the slope of ``metric`` against x (``log``: the exponent, on log-log axes) over
-    the points, summarised over seeds; ``diff``: of the metric minus that of the paired run
-    (slopes), or the exponent minus the paired runs' exponent."""
-    groups = [(x, a) for x, a, _ in points]
+def _fit(points: Points, metric: str, diff: bool, log: bool,
+         xform: Callable[[float], float] = float) -> Est:
+    """Per seed, the slope of ``metric`` against xform(x) (``log``: the exponent a of
+    metric ~ x^a, on log-log axes) over the points, summarised over seeds; ``diff``: of the metric
+    minus that of the paired run (slopes), or the exponent minus the paired runs' exponent."""
     if log:
+        groups = [(x, a) for x, a, _ in points]
         if not diff:
             return exponent(groups, metric)
         return exponent_difference(groups, [(x, b) for x, _, b in points], metric)
     if not diff:
-        return seed_slopes(groups, metric)
+        return seed_slopes([(xform(x), a) for x, a, _ in points], metric)
     seeds = set.intersection(*[set(by_seed(a)) & set(by_seed(b)) for _, a, b in points])
     slopes = []
     for s in seeds:
-        pts = [(x, value(by_seed(a)[s], metric) - value(by_seed(b)[s], metric))
+        pts = [(xform(x), value(by_seed(a)[s], metric) - value(by_seed(b)[s], metric))
                for x, a, b in points]
         pts = [p for p in pts if math.isfinite(p[1])]
         if len({p[0] for p in pts}) >= 2:
@@ -88,10 +89,12 @@ def _fit(points: Points, metric: str, diff: bool, log: bool) -> Est:
     return Est.of(slopes)
 
 
-def slope_effect(points: Points, log_gap: bool = False) -> Effect:
-    """The claim's effect as per-seed slopes against x; ``log_gap``: gaps as exponents."""
+def slope_effect(points: Points, log_gap: bool = False,
+                 xform: Callable[[float], float] = float) -> Effect:
+    """The claim's effect as per-seed slopes against xform(x); ``log_gap``: gaps as exponents
+    against x itself (then x must be the raw, positive value)."""
     def eff(metric: str, share: bool) -> Est:
-        return _fit(points, metric, share, log_gap and "gap" in metric)
+        return _fit(points, metric, share, log_gap and "gap" in metric, xform)
     return eff
 
 
@@ -404,8 +407,8 @@ def claim_scale(res: Results, ctx: Context, sec: Section) -> None:
              for n in values(sel(res, m=ns_at), "n")]
     m_pts = [(m, sel(res, "dsgd_mgs", Q=q, m=m, n=ms_at), sel(res, "centralized", m=m, n=ms_at))
              for m in values(sel(res, n=ms_at), "m")]
-    n_pts = [(math.log2(x), a, b) for x, a, b in n_pts if a and b]
-    m_pts = [(math.log2(x), a, b) for x, a, b in m_pts if a and b]
+    n_pts = [(x, a, b) for x, a, b in n_pts if a and b]
+    m_pts = [(x, a, b) for x, a, b in m_pts if a and b]
     share_note = ("Share rows: DSGD's slope or exponent minus centralized SGD's, paired by seed. "
                   "The theory separates the two along m: the centralized bound falls like 1/m, "
                   "the decentralized one like m^(-1/(2cb+2)), nearly flat; so DSGD's gap should "
@@ -416,7 +419,7 @@ def claim_scale(res: Results, ctx: Context, sec: Section) -> None:
         if len(pts) < 2:
             continue
         sec.panels.append((f"{', '.join(topo)}, DSGD at Q = {q}, {label}", Panel.build(
-            slope_effect(pts, log_gap=True), "accuracy and loss: per-seed slope per doubling; "
+            slope_effect(pts, log_gap=True, xform=math.log2), "accuracy and loss: per-seed slope per doubling; "
             "gap: per-seed exponent a in gap ~ x^a", +1, -1, matched,
             share_signs=(-1, +1) if label.startswith("m") else None, share_note=note)))
     rows, verdicts = [], []
