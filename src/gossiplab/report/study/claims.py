@@ -419,8 +419,9 @@ def claim_scale(res: Results, ctx: Context, sec: Section) -> None:
         if len(pts) < 2:
             continue
         sec.panels.append((f"{', '.join(topo)}, DSGD at Q = {q}, {label}", Panel.build(
-            slope_effect(pts, log_gap=True, xform=math.log2), "accuracy and loss: per-seed slope per doubling; "
-            "gap: per-seed exponent a in gap ~ x^a", +1, -1, matched,
+            slope_effect(pts, log_gap=True, xform=math.log2),
+            "accuracy and loss: per-seed slope per doubling; gap: per-seed exponent a in gap ~ x^a",
+            +1, -1, matched,
             share_signs=(-1, +1) if label.startswith("m") else None, share_note=note)))
     rows, verdicts = [], []
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
