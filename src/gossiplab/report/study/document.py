@@ -144,6 +144,12 @@ def gpu_sections(results: Path, ctx: Context) -> list[str]:
     lines: list[str] = []
     for dataset in GPU_DATASETS:
         found = []
+        gmap = open_results(results / "gpu" / f"study-map-{dataset}.sqlite")
+        if gmap is not None and gmap.ok:
+            msec = regime_section(gmap.ok, ctx.sub(f"gpu-{dataset}"), None,
+                                  f"configs/study/gpu/study-map-{dataset}.toml")
+            lines += render(msec, f"{ctx.rel}/gpu-{dataset}", f"### {dataset.upper()}: regime map",
+                            verdict=False, hours=True)
         for key_, title, text, fn in CLAIMS:
             res = open_results(results / "gpu" / f"study-{key_}-{dataset}.sqlite")
             if res is None or not res.ok:
@@ -259,8 +265,11 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
         chosen = base_settings(configs / "informative" / "_base.toml")
         chosen = {k: v for k, v in chosen.items() if k in ("model", "m", "n", "topology", "alpha",
                                                            "lr", "T") and v is not None}
+        q1 = open_results(results / "informative" / "study-q.sqlite")
+        confirm = [r for r in q1.ok if r.value("algorithm.gossip_steps") in (1, None)] if q1 else []
         msec = regime_section([r for res in mapres for r in res.ok], ctx, chosen or None,
-                              "configs/study/study-map.toml, configs/study/study-map-cnn.toml")
+                              "configs/study/study-map.toml, configs/study/study-map-cnn.toml",
+                              confirm)
         lines += render(msec, ctx.rel, f"## {msec.title}", verdict=False)
     for i, (key_, title, text, _) in enumerate(CLAIMS):
         lines += [f"## {i + 1}. {title}", "", f"> {text}", ""]

@@ -105,7 +105,10 @@ def heat_map(cs: list[Cell], ctx: Context, sec: Section) -> None:
 
 
 def regime_section(runs: list[Run], ctx: Context, chosen: dict[str, Any] | None,
-                   sweeps: str) -> Section:
+                   sweeps: str, confirm: list[Run] | None = None) -> Section:
+    """The map's section; ``chosen``: the base regime's settings, looked up among the cells;
+    ``confirm``: runs of the claim sweeps at exactly that setting (more seeds), whose Q = 1 cost
+    is quoted beside the map's."""
     sec = Section("map", "Where decentralization costs: the regime map",
                   "The accuracy cost of decentralization at Q = 1 (DSGD minus centralized SGD, "
                   "paired by seed) over nodes, topology, heterogeneity, learning rate, training "
@@ -153,7 +156,18 @@ def regime_section(runs: list[Run], ctx: Context, chosen: dict[str, Any] | None,
                 f"**Chosen base regime** (`configs/study/informative/_base.toml`): {c.label()}. "
                 f"Its Q = 1 cost: node mean {c.cost('node_test_acc').fmt(3)}, averaged model "
                 f"{c.cost('test_acc').fmt(3)}, worst node {c.cost('node_test_acc_worst').fmt(3)} "
-                f"({'qualifies' if c.qualifies else 'does NOT qualify'}).", ""]
+                f"({'qualifies' if c.qualifies else 'does not qualify on the map alone'})."]
+            more = [x for x in cells(confirm or []) if all(x.where.get(k) == v
+                                                          for k, v in c.where.items())]
+            if more:
+                x = more[0]
+                sec.body += [
+                    f" With the {len(x.dsgd)} seeds of the claim sweeps at exactly this setting "
+                    f"(`configs/study/informative/study-q.toml`, Q = 1 and centralized), the cost "
+                    f"is: node mean {x.cost('node_test_acc').fmt(3)}, averaged model "
+                    f"{x.cost('test_acc').fmt(3)}, worst node {x.cost('node_test_acc_worst').fmt(3)} "
+                    f"({'qualifies' if x.qualifies else 'does not qualify'})."]
+            sec.body += [""]
     return sec
 
 
