@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from gossiplab.data.augment import apply_crop_flip, sample_crop_flip
-from gossiplab.experiments.setup import Setup, build_model_for
+from gossiplab.setup import Setup, build_model_for
 
 
 class CommonPattern:

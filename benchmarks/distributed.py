@@ -103,7 +103,7 @@ def worker(args) -> None:
     from gossiplab.engine.comm import connect
     from gossiplab.engine.distributed import DistributedEngine, LocalShard
     from gossiplab.engine.p2p import NeighbourMixer
-    from gossiplab.experiments.setup import prepare
+    from gossiplab.setup import prepare
     from gossiplab.topology import build_topology
 
     torch.set_num_threads(1)
@@ -234,7 +234,7 @@ def simulator_iteration(overrides: list[str], procs: int, iterations: int, threa
     import torch
 
     from gossiplab.engine.simulator import Simulator
-    from gossiplab.experiments.setup import prepare
+    from gossiplab.setup import prepare
 
     cfg = cfg_of(overrides + [f"engine.threads={threads}"], procs)
     sim = Simulator(prepare(cfg))

@@ -25,8 +25,8 @@ from common_pattern import CommonPattern  # noqa: E402
 
 from gossiplab.config import load_config  # noqa: E402
 from gossiplab.engine.simulator import Simulator  # noqa: E402
-from gossiplab.experiments.setup import build_model_for, prepare  # noqa: E402
 from gossiplab.gossip import GossipScheme  # noqa: E402
+from gossiplab.setup import build_model_for, prepare  # noqa: E402
 
 
 def status_kb(key: str) -> int:

@@ -105,6 +105,17 @@ from losing its core (fewer synchronisations between threads).
 """ + "\n".join(rep.sections)
 
 
+def kept_sections(out: Path) -> str:
+    """Sections other scripts write into the same file (benchmarks/default_run.py), kept as they
+    are when this report is regenerated."""
+    from default_run import BEGIN, END
+
+    old = out.read_text() if out.exists() else ""
+    if BEGIN not in old or END not in old:
+        return ""
+    return "\n" + BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             SECTIONS[name](rep)
             console.log(f"{name}: {time.perf_counter() - t0:.0f} s")
     text = render(rep, info, started, load_start, cpu0, args)
-    atomic_write_text(out, text)
+    atomic_write_text(out, text + kept_sections(out))
     atomic_write_json(out.with_suffix(".json"), {"machine": info, "quick": args.quick,
                                                  "settings": vars(settings), "targets": rep.targets,
                                                  "results": rep.data})

@@ -17,10 +17,10 @@ from harness import Settings, Timings, compare, ms, probe, ratio, table
 from gossiplab.config import load_config
 from gossiplab.engine.nodestack import BACKENDS, NodeStack, bmm_supported
 from gossiplab.engine.simulator import Simulator
-from gossiplab.experiments.runner import run_experiment
-from gossiplab.experiments.setup import prepare
 from gossiplab.gossip import PlainGossip
 from gossiplab.metrics import Evaluator
+from gossiplab.run.runner import run_experiment
+from gossiplab.setup import prepare
 
 # The small CNN on CIFAR-10-shaped data (3x32x32, 10 classes, pad-4 crop + flip), synthetic so that
 # no download is needed: the cost of every step is that of CIFAR-10.

@@ -11,7 +11,8 @@ import torch
 from gossiplab.checkpoint import load_checkpoint
 
 # Fields that measure wall-clock time or the machine, or say that a run was resumed.
-VOLATILE = {"elapsed", "wall_seconds", "eval_seconds", "eval_fraction", "environment",
+VOLATILE = {"elapsed", "wall_seconds", "eval_seconds", "eval_fraction", "first_iteration_seconds",
+            "environment",
             "resumed_from"}
 
 

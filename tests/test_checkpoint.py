@@ -13,7 +13,7 @@ from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.config import load_config
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import UserError
-from gossiplab.experiments.setup import prepare
+from gossiplab.setup import prepare
 
 
 def test_simulator_state_roundtrips_through_a_checkpoint(tmp_path):

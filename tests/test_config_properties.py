@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gossiplab.config import Config, from_dict
 from gossiplab.data.datasets import make_synthetic
 from gossiplab.errors import ConfigError, UserError
-from gossiplab.experiments.setup import check_names, prepare
+from gossiplab.setup import check_names, prepare
 
 SECTIONS = {name: f.annotation for name, f in Config.model_fields.items()}
 

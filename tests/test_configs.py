@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gossiplab.config import load_config
-from gossiplab.experiments.sweep import load_sweep
+from gossiplab.sweep.spec import load_sweep
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL = sorted(CONFIGS.glob("*.toml"))

@@ -27,3 +27,9 @@ def test_cnn_on_28x28_and_unknown_model():
     assert build_model("cnn", (1, 28, 28), 10)(torch.randn(1, 1, 28, 28)).shape == (1, 10)
     with pytest.raises(ConfigError, match="did you mean 'mlp'"):
         build_model("mpl", (1, 8, 8), 10)
+
+
+def test_lenet_is_decentralizepys_cifar_lenet_size():
+    model = build_model("lenet", (3, 32, 32), 10)
+    assert sum(p.numel() for p in model.parameters()) == 89_834
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

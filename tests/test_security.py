@@ -2,7 +2,7 @@
 
 Every loader of a user file is covered by a test with a crafted file (CIFAR batches:
 tests/data/test_cifar.py and tests/test_bad_input.py; checkpoints: tests/test_checkpoint.py and
-tests/experiments/test_checkpointing.py; .npy mixing matrices: tests/test_bad_input.py). The scan
+tests/run/test_checkpointing.py; .npy mixing matrices: tests/test_bad_input.py). The scan
 below keeps new code from adding an unguarded loader."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_config_paths_are_only_read_and_nothing_is_written_outside_out(
 def test_output_names_from_config_values_stay_inside_out(tmp_path, monkeypatch):
     """An algorithm registered under a hostile name: its checkpoint file is named safely."""
     from gossiplab import algorithms
-    from gossiplab.experiments.runner import run_experiment
+    from gossiplab.run.runner import run_experiment
 
     class Hostile(algorithms.DSGDMGS):
         name = "../../../escaped"

@@ -8,7 +8,7 @@ import pytest
 from gossiplab import theory
 from gossiplab.config import load_config
 from gossiplab.engine.simulator import Simulator
-from gossiplab.experiments.setup import prepare
+from gossiplab.setup import prepare
 from gossiplab.stability.hooks import ConsensusTracker
 from gossiplab.topology import build_topology
 

@@ -22,9 +22,11 @@ COMMAND_MODULES = [
     "gossiplab.commands.theory",
     "gossiplab.commands.launch",
     "gossiplab.commands.sweep",
+    "gossiplab.commands.packs",
     "gossiplab.commands.report",
     "gossiplab.commands.export",
     "gossiplab.commands.study",
+    "gossiplab.commands.compare",
 ]
 
 

@@ -132,7 +132,11 @@ class OptimConfig(Section):
 class AlgorithmConfig(Section):
     """What the nodes do each iteration."""
 
-    name: str = Field("dsgd_mgs", description="dsgd_mgs | centralized")
+    name: str = Field(
+        "dsgd_mgs",
+        description="dsgd_mgs | centralized | gradient_tracking | gossip_pga | local_steps | "
+        "q_schedule | consensus_q | choco",
+    )
     gossip_steps: int = Field(1, ge=0, description="Q: gossip rounds per iteration (0 = local SGD).")
     gossip: str = Field(
         "plain",
@@ -143,6 +147,42 @@ class AlgorithmConfig(Section):
     compare_centralized: bool = Field(
         True, description="Also train centralized mini-batch SGD on the same data and batches."
     )
+    period: int = Field(
+        10, ge=1,
+        description="H: for gossip_pga, an exact average (all-reduce) every H iterations instead "
+        "of that iteration's gossip; for local_steps, gossip only every H iterations (H local "
+        "SGD steps between communications).",
+    )
+    q_schedule: Literal["constant", "step", "decreasing", "early"] = Field(
+        "constant",
+        description="For q_schedule: Q_t by iteration. constant: Q; step: Q before "
+        "q_switch * T, q_late after; decreasing: from q_early down to Q, linearly over T; "
+        "early: q_early before q_switch * T, Q after.",
+    )
+    q_early: int = Field(4, ge=0, description="Q_t at the start for the 'decreasing' and 'early' "
+                         "schedules.")
+    q_late: int = Field(4, ge=0, description="Q_t after the switch for the 'step' schedule.")
+    q_switch: float = Field(0.5, ge=0, le=1, description="Fraction of T at which 'step' and "
+                            "'early' switch Q.")
+    consensus_target: float = Field(
+        1e-3, gt=0,
+        description="For consensus_q: gossip rounds continue until the consensus distance "
+        "(1/m) sum_k ||x_k - xbar||^2 is at most this (Kong et al. 2021).",
+    )
+    consensus_cap: int = Field(16, ge=0, description="For consensus_q: at most this many gossip "
+                               "rounds per iteration.")
+    compressor: str = Field(
+        "top_k", description="For choco: identity | top_k | random_k | quantize8 (8-bit)."
+    )
+    compress_ratio: float = Field(
+        0.1, gt=0, le=1, description="For choco with top_k / random_k: fraction of entries kept."
+    )
+    consensus_step: float = Field(
+        0.5, gt=0, le=1,
+        description="For choco: gamma, the consensus step size x <- x + gamma (W xhat - xhat).",
+    )
+    compress_seed: Seed = Field(0, description="For choco with random_k: seed of the random "
+                                "coordinates (the same on every node).")
 
 
 class TrainConfig(Section):
@@ -155,7 +195,13 @@ class EvalConfig(Section):
     """When and how models are evaluated."""
 
     every: int = Field(150, ge=1, description="Evaluate every this many iterations (and at the end).")
-    batch_size: int = Field(2048, ge=1, description="Evaluation batch size.")
+    at_start: bool = Field(
+        True, description="Also evaluate the initial model (iteration 0); off: training starts "
+        "at once and the first record is at eval.every.")
+    batch_size: int = Field(
+        0, ge=0, description="Evaluation batch size; 0 = sized from the model so that evaluation "
+        "takes no more activation memory than one node's forward/backward at the training batch "
+        "(at least 8 MiB).")
     node_samples: int = Field(
         1000, ge=1, description="Per-node models are scored on this fixed subsample of train/test."
     )
@@ -207,6 +253,25 @@ class EngineConfig(Section):
     )
 
 
+class NetworkConfig(Section):
+    """The network cost model: modeled time = iterations x compute_seconds + per gossip round
+    (latency + busiest node's bytes / bandwidth) + per all-reduce (2 ceil(log2 m) latencies +
+    2 (m-1)/m payload / bandwidth), for a data-center and a wide-area network."""
+
+    compute_seconds: float = Field(
+        0.002, ge=0,
+        description="Compute time of one iteration (one node's gradient and update; nodes work "
+        "in parallel). Set it from a benchmark of the model on the target hardware.",
+    )
+    datacenter_latency: float = Field(5e-5, ge=0, description="Data-center network: seconds "
+                                      "per message (one-way latency).")
+    datacenter_bandwidth: float = Field(1.25e9, gt=0, description="Data-center network: bytes "
+                                        "per second per link (10 Gbit/s).")
+    wan_latency: float = Field(0.05, ge=0, description="Wide-area network: seconds per message.")
+    wan_bandwidth: float = Field(1.25e7, gt=0, description="Wide-area network: bytes per second "
+                                 "per link (100 Mbit/s).")
+
+
 class StabilityConfig(Section):
     """Stability measurement (`gossiplab stability`): twins on S^(ij), smoothness, reference run."""
 
@@ -245,15 +310,36 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     seeds: SeedsConfig = Field(default_factory=SeedsConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        """Stable id of the resolved config (same config -> same id; any change -> new id)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable id of the resolved config (same config -> same id; any change -> new id).
+
+        Keys added after results were stored (:data:`HASHED_ONLY_IF_SET`) count only when set
+        away from their default, so the runs already in a store keep their ids."""
+        raw = self.to_dict()
+        for sec, key in HASHED_ONLY_IF_SET:
+            section = type(self).model_fields[sec].annotation
+            if raw[sec][key] == section.model_fields[key].get_default(call_default_factory=True):
+                del raw[sec][key]
+        for sec in [s for s, v in raw.items() if v == {}]:
+            del raw[sec]
+        blob = json.dumps(raw, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+HASHED_ONLY_IF_SET: tuple[tuple[str, str], ...] = (
+    *(("algorithm", k) for k in ("period", "q_schedule", "q_early", "q_late", "q_switch",
+                                   "consensus_target", "consensus_cap", "compressor",
+                                   "compress_ratio", "consensus_step", "compress_seed")),
+    *(("network", k) for k in NetworkConfig.model_fields),
+)
+"""(section, key) pairs left out of :meth:`Config.config_hash` while at their default: keys added
+after stores of results existed (adding a key must not change every stored run's id)."""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -54,6 +54,33 @@ def small_cnn(input_shape: Sequence[int], num_classes: int, width: int = 32,
     return SmallCNN(input_shape, num_classes, width=width)
 
 
+class LeNet(nn.Module):
+    """The CIFAR LeNet of decentralizepy's benchmarks (89,834 parameters on 3x32x32, 10 classes):
+    three conv5x5 ('same' padding)-GroupNorm(2)-ReLU-maxpool blocks (32, 32, 64 channels) and one
+    linear layer. Written from its description here, for side-by-side comparisons."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int):
+        super().__init__()
+        c, h, w = input_shape
+        layers: list[nn.Module] = []
+        for cin, cout in ((c, 32), (32, 32), (32, 64)):
+            layers += [nn.Conv2d(cin, cout, 5, padding=2), nn.GroupNorm(2, cout), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, c, h, w)).shape[1]
+        self.fc = nn.Linear(flat, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def lenet(input_shape: Sequence[int], num_classes: int, **_: object) -> nn.Module:
+    if len(input_shape) != 3 or min(input_shape[1:]) < 8:
+        raise ConfigError(f"model 'lenet' needs [C, H, W] images with H, W >= 8, got {input_shape}")
+    return LeNet(input_shape, num_classes)
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, groups: int):
         super().__init__()
@@ -112,6 +139,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "logreg": logistic_regression,
     "mlp": mlp,
     "cnn": small_cnn,
+    "lenet": lenet,
     "resnet18": resnet18,
 }
 """Models by name. Adding one is one builder ``(input_shape, num_classes, **opts) -> Module``."""

@@ -67,3 +67,16 @@ def test_normalise_in_place_gives_the_same_values_and_leaves_other_dtypes_alone(
     u8 = torch.randint(0, 255, (2, 3, 4, 4), dtype=torch.uint8)
     kept = u8.clone()
     assert ds.normalise(u8, inplace=True).dtype == torch.float32 and torch.equal(u8, kept)
+
+
+def test_digits_cached_split_equals_the_split(tmp_path, monkeypatch):
+    from gossiplab.data import datasets
+
+    monkeypatch.setenv("GOSSIPLAB_CACHE", str(tmp_path))
+    fresh = datasets.load_digits_dataset()  # computes the split and writes the cache
+    assert list(tmp_path.glob("digits-*.npz"))
+    cached = datasets.load_digits_dataset()
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(fresh, k), getattr(cached, k))
+    xtr, xte, ytr, yte = datasets._digits_split()
+    assert torch.equal(cached.x_train, torch.from_numpy(xtr)) and cached.mean == fresh.mean

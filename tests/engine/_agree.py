@@ -14,9 +14,9 @@ import torch
 from gossiplab.config import load_config
 from gossiplab.engine.comm import connect
 from gossiplab.engine.distributed import DistributedEngine, DistributedEvaluator, LocalShard
-from gossiplab.experiments.runner import train
-from gossiplab.experiments.setup import prepare
 from gossiplab.metrics import Evaluator
+from gossiplab.run.loop import train
+from gossiplab.setup import prepare
 
 
 def main(out: Path, cases: dict[str, list[str]]) -> None:

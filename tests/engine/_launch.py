@@ -38,9 +38,12 @@ class Rank:
         return self.proc.returncode
 
 
-def start(argv: list[str], world: int, *, fault: tuple[str, int, int] | None = None,
-          extra_env: dict[str, str] | None = None, script: Path | None = None) -> list[Rank]:
-    """``world`` ranks of ``gossiplab ARGV`` (or of ``python SCRIPT ARGV``) on a fresh port."""
+def start(argv: list[str], world: int, *, fault: tuple | None = None,
+          extra_env: dict[str, str] | None = None, script: Path | None = None,
+          per_rank=None) -> list[Rank]:
+    """``world`` ranks of ``gossiplab ARGV`` (or of ``python SCRIPT ARGV``) on a fresh port.
+    ``fault``: (kind, rank, iteration[, algorithm[, where]]); ``per_rank(r)``: (host name or
+    None, extra arguments) for rank r."""
     port = free_port()
     ranks = []
     for r in range(world):
@@ -56,7 +59,11 @@ def start(argv: list[str], world: int, *, fault: tuple[str, int, int] | None = N
             cmd = [sys.executable, str(HERE)]
             if fault is not None:
                 cmd += ["--fault", fault[0], "--fault-rank", str(fault[1]), "--fault-at", str(fault[2])]
-            cmd += ["--", *argv]
+                cmd += ["--fault-algo", fault[3]] if len(fault) > 3 else []
+                cmd += ["--fault-where", fault[4]] if len(fault) > 4 else []
+            host, extra = per_rank(r) if per_rank is not None else (None, [])
+            cmd += ["--hostname", host] if host else []
+            cmd += ["--", *argv, *extra]
         ranks.append(Rank(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True), r))
     return ranks
@@ -85,28 +92,53 @@ def run(argv: list[str], world: int, timeout: float = 240.0, **kw) -> list[Rank]
     return ranks
 
 
-def _inject(kind: str, rank: int, at: int) -> None:
+def _inject(kind: str, rank: int, at: int, algo: str = "dsgd_mgs", where: str = "step") -> None:
+    """Make ``rank`` SIGKILL or SIGSTOP itself at iteration ``at`` of ``algo``: at the start of
+    the step (``where="step"``), or right after writing its checkpoint at that iteration, before
+    the barrier that follows (``where="checkpoint"``)."""
     import signal
 
-    from gossiplab.engine import distributed
+    sig = signal.SIGKILL if kind == "kill" else signal.SIGSTOP
+    if where == "step":
+        from gossiplab.engine import distributed
 
-    step = distributed.DistributedEngine.step
+        step = distributed.DistributedEngine.step
 
-    def faulty(self):
-        if self.comm.rank == rank and self.iteration == at and self.name == "dsgd_mgs":
-            os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
-        return step(self)
+        def faulty(self):
+            if self.comm.rank == rank and self.iteration == at and self.name == algo:
+                os.kill(os.getpid(), sig)
+            return step(self)
 
-    distributed.DistributedEngine.step = faulty
+        distributed.DistributedEngine.step = faulty
+    else:
+        from gossiplab.run import rank_checkpoints
+
+        on_eval = rank_checkpoints.CheckpointHook.on_eval
+
+        def faulty_eval(self, sim, record):
+            if self.rank == rank and sim.iteration == at and sim.name == algo:
+                sync, self.sync = self.sync, None
+                on_eval(self, sim, record)
+                self.sync = sync
+                os.kill(os.getpid(), sig)
+            return on_eval(self, sim, record)
+
+        rank_checkpoints.CheckpointHook.on_eval = faulty_eval
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     sep = args.index("--")
     opts, rest = args[:sep], args[sep + 1:]
-    if opts:
-        o = dict(zip(opts[::2], opts[1::2], strict=True))
-        _inject(o["--fault"], int(o["--fault-rank"]), int(o["--fault-at"]))
+    o = dict(zip(opts[::2], opts[1::2], strict=True))
+    if "--hostname" in o:  # pretend to be another machine (its host name, and no pid checks
+        from gossiplab.engine import liveness  # across machines)
+
+        socket.gethostname = lambda name=o["--hostname"]: name
+        liveness.machine_id = lambda name=o["--hostname"]: f"pretend-{name}"
+    if "--fault" in o:
+        _inject(o["--fault"], int(o["--fault-rank"]), int(o["--fault-at"]),
+                o.get("--fault-algo", "dsgd_mgs"), o.get("--fault-where", "step"))
     from gossiplab.cli import main
 
     sys.exit(main(rest))

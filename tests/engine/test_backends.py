@@ -17,9 +17,9 @@ from gossiplab.engine.nodestack import (
 from gossiplab.engine.runtime import run_in_workers, single_threaded, tune_malloc
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import ConfigError
-from gossiplab.experiments.setup import prepare
 from gossiplab.gossip import PlainGossip
 from gossiplab.models import build_model
+from gossiplab.setup import prepare
 from gossiplab.topology import build_topology
 
 

@@ -17,8 +17,8 @@ import torch
 
 from gossiplab.config import load_config
 from gossiplab.engine.simulator import Simulator
-from gossiplab.experiments.runner import train
-from gossiplab.experiments.setup import prepare
+from gossiplab.run.loop import train
+from gossiplab.setup import prepare
 
 from . import _launch, _schemes
 

@@ -6,8 +6,8 @@ import torch
 from gossiplab.config import load_config
 from gossiplab.engine.nodestack import NodeStack, loop_forward_backward, vmap_forward_backward
 from gossiplab.engine.simulator import Simulator
-from gossiplab.experiments.setup import prepare
 from gossiplab.models import build_model
+from gossiplab.setup import prepare
 
 
 def make(overrides, algorithm=None, **kw):

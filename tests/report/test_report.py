@@ -7,15 +7,15 @@ import re
 import pytest
 from rich.console import Console
 
-from experiments.helpers import gl, write_sweep  # tests/ is on sys.path (rootdir conftest)
 from gossiplab.errors import UserError
-from gossiplab.experiments.executors import LocalExecutor
-from gossiplab.experiments.scheduler import run_sweep
-from gossiplab.experiments.store import ResultsStore
-from gossiplab.experiments.sweep import load_sweep
 from gossiplab.report.build import build_report
 from gossiplab.report.data import aggregate
 from gossiplab.report.figures import FIGURES
+from gossiplab.sweep.executors import LocalExecutor
+from gossiplab.sweep.scheduler import run_sweep
+from gossiplab.sweep.spec import load_sweep
+from gossiplab.sweep.store import ResultsStore
+from sweep.helpers import gl, write_sweep  # tests/ is on sys.path (rootdir conftest)
 
 
 @pytest.fixture(scope="module")

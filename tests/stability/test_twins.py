@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from gossiplab.config import load_config
 from gossiplab.data.partition import Partition
 from gossiplab.engine.simulator import Simulator
-from gossiplab.experiments.setup import prepare
 from gossiplab.metrics import Evaluator
+from gossiplab.setup import prepare
 from gossiplab.stability.hooks import StabilityRecorder
 from gossiplab.stability.perturb import Perturbation, draw_perturbations, twin_indices
 from gossiplab.stability.run import run_stability

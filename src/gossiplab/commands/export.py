@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from gossiplab.experiments.export import export
+    from gossiplab.sweep.export import export
 
     for path in export(args.db, args.out, args.format, args.sweep):
         Console(soft_wrap=True, highlight=False).print(f"wrote {path}")

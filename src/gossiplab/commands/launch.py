@@ -37,6 +37,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with(parent: int):
+    """For the child between fork and exec: ask Linux to SIGKILL it when this launcher dies
+    (kill -9 included), as sweep workers do; the death signal survives the exec."""
+
+    def arm() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return  # not Linux: the ranks stop when they lose each other (engine.timeout)
+        if os.getppid() != parent:  # the launcher died before the request took effect
+            os._exit(1)
+
+    return arm
+
+
 def run(args) -> int:
     n = args.nproc_per_node
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -53,7 +70,8 @@ def run(args) -> int:
         env.setdefault("OMP_NUM_THREADS", "1")
         for k in ("TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RESTART_COUNT"):
             env.pop(k, None)
-        procs.append(subprocess.Popen([sys.executable, "-m", "gossiplab", *cmd], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "gossiplab", *cmd], env=env,
+                                      preexec_fn=_die_with(os.getpid())))
 
     def forward(signum, _frame):
         for p in procs:

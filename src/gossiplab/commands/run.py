@@ -89,7 +89,7 @@ def summary_table(cfg, summary: dict) -> Table:
 
 
 def _resume_config(args, out: Path):
-    from gossiplab.experiments.checkpointing import config_differences, read_run_config
+    from gossiplab.run.checkpointing import config_differences, read_run_config
 
     if args.overwrite:
         raise UserError("--resume and --overwrite exclude each other")
@@ -106,8 +106,8 @@ def _resume_config(args, out: Path):
 
 
 def run(args) -> int:
-    from gossiplab.experiments.progress import ProgressHook, make_progress
-    from gossiplab.experiments.runner import check_output_dir, run_experiment
+    from gossiplab.run.progress import ProgressHook, make_progress
+    from gossiplab.run.runner import check_output_dir, run_experiment
 
     if args.engine:
         args.overrides = [*args.overrides, f"engine.name='{args.engine}'"]
@@ -172,8 +172,8 @@ def run_distributed_command(args, cfg) -> int:
     results and prints the table. A failure after joining ends the process at once (after its
     one-line error), so that no rank can hang in communication teardown."""
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's own retry chatter
-    from gossiplab.experiments.distributed import run_distributed
-    from gossiplab.experiments.progress import ProgressHook, make_progress
+    from gossiplab.run.distributed import run_distributed
+    from gossiplab.run.progress import ProgressHook, make_progress
 
     rank = os.environ.get("RANK", "0")
     quiet = args.quiet or rank != "0"

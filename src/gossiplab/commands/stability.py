@@ -77,7 +77,7 @@ def summary_table(summary: dict) -> Table:
 
 
 def run(args) -> int:
-    from gossiplab.experiments.progress import ProgressHook, make_progress
+    from gossiplab.run.progress import ProgressHook, make_progress
     from gossiplab.stability.run import check_stability_dir, run_stability
 
     cfg = config_from_args(args)

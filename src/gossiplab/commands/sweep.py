@@ -11,9 +11,21 @@ from rich.table import Table
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="run a sweep file (grid/zip axes x seeds) into a results store")
-    p.add_argument("file", metavar="FILE.toml", help="sweep file ([sweep], [base], [grid], [[zip]])")
-    p.add_argument("--db", default="results.sqlite", metavar="FILE.sqlite",
-                   help="results store (created if missing; default results.sqlite)")
+    p.add_argument("file", metavar="FILE.toml", nargs="?",
+                   help="sweep file ([sweep], [base], [grid], [[zip]]); or --pack NAME")
+    p.add_argument("--pack", metavar="NAME",
+                   help="a sweep that ships with gossiplab (`gossiplab packs` lists them)")
+    p.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config key in every run of the sweep, e.g. --set train.iterations=300 "
+                        "(repeatable; TOML values)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="run seeds 0..N-1 instead of the sweep's own")
+    p.add_argument("--where", action="append", default=[], metavar="KEY=V1[,V2...]",
+                   help="keep only these values of an axis, e.g. --where algorithm.gossip_steps=1,4 "
+                        "(repeatable)")
+    p.add_argument("--db", default=None, metavar="FILE.sqlite",
+                   help="results store (created if missing; default results.sqlite, or NAME.sqlite "
+                        "with --pack)")
     p.add_argument("--jobs", "-j", type=int, default=None,
                    help="runs at once (local: default 1; ray: cluster CPUs / --threads)")
     p.add_argument("--threads", type=int, default=None,
@@ -24,6 +36,10 @@ def register(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--lease", type=float, default=None, metavar="SECONDS",
                    help="claim lease; a claim not renewed for this long is taken over (default 120)")
+    p.add_argument("--no-group", action="store_true",
+                   help="train every run alone (by default runs that differ only in seeds, lr, Q, "
+                        "gossip scheme or topology of the same m train together as replicas of "
+                        "one node matrix, with the results they would have alone)")
     p.add_argument("--dry-run", action="store_true", help="list the expanded runs and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -32,8 +48,8 @@ def register(sub) -> None:
 def _dry_run(spec, exp, db_path) -> int:
     from pathlib import Path
 
-    from gossiplab.experiments.scheduler import expansion_line
-    from gossiplab.experiments.store import ResultsStore
+    from gossiplab.sweep.scheduler import expansion_line
+    from gossiplab.sweep.store import ResultsStore
 
     statuses: dict[str, str] = {}
     if Path(db_path).exists():
@@ -54,18 +70,35 @@ def _dry_run(spec, exp, db_path) -> int:
     return 0
 
 
+def sweep_from_args(args):
+    """The sweep named by FILE or --pack, changed by --set/--seeds/--where."""
+    from gossiplab.errors import UserError
+    from gossiplab.sweep.packs import find_pack
+    from gossiplab.sweep.spec import load_sweep
+
+    if (args.file is None) == (args.pack is None):
+        raise UserError("give a sweep file or --pack NAME (not both); `gossiplab packs` lists the packs")
+    path = args.file if args.file is not None else find_pack(args.pack, kind="sweep").path
+    spec = load_sweep(path)
+    if args.overrides or args.seeds is not None or args.where:
+        spec = spec.narrowed(overrides=args.overrides, seeds=args.seeds, where=args.where)
+    return spec
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
 def run(args) -> int:
     from gossiplab.errors import UserError
-    from gossiplab.experiments.executors import make_executor
-    from gossiplab.experiments.scheduler import run_sweep
-    from gossiplab.experiments.store import DEFAULT_LEASE, ResultsStore
-    from gossiplab.experiments.sweep import load_sweep
+    from gossiplab.sweep.executors import make_executor
+    from gossiplab.sweep.scheduler import run_sweep
+    from gossiplab.sweep.store import DEFAULT_LEASE, ResultsStore
 
-    spec = load_sweep(args.file)
+    spec = sweep_from_args(args)
+    if args.db is None:
+        args.db = f"{args.pack.rsplit('/', 1)[-1].removesuffix('.toml')}.sqlite" if args.pack \
+            else "results.sqlite"
     exp = spec.expand()
     if args.dry_run:
         return _dry_run(spec, exp, args.db)
@@ -82,7 +115,7 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with ResultsStore(args.db) as store:
         outcome = run_sweep(spec, store, executor, console=console, retry_failed=args.retry_failed,
-                            lease=lease, expansion=exp)
+                            lease=lease, expansion=exp, group=not args.no_group)
     final = ", ".join(f"{n} {s}" for s, n in sorted(outcome.final.items()))
     ran = sum(outcome.executed.values())
     msg = (f"{ran} run(s) executed in {outcome.wall_seconds:.1f} s; store now holds this sweep's "

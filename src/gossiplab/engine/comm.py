@@ -233,8 +233,12 @@ def connect(cfg: Config) -> Comm:
     liveness = Liveness(main, beats, launch.rank, launch.world_size, timeout, describe,
                         store_host=None if launch.agent_store else 0)
     main.set(f"host/{launch.rank}", socket.gethostname())
+    liveness.publish_process()
     liveness.start()
+    liveness.on_termination()
     _join(main, launch, joining)
+    liveness.watch_store(launch.where)
+    liveness.load_processes()
     hosts = [main.get(f"host/{r}").decode() for r in range(launch.world_size)]
     comm = Comm(launch, nodes=m, backend=backend, device=device, timeout=timeout, store=main,
                 liveness=liveness, hosts=hosts, closers=closers)

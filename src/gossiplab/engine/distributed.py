@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -29,10 +28,11 @@ from gossiplab.data.datasets import Dataset
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.comm import Comm
+from gossiplab.engine.exchange import DistributedNetwork
 from gossiplab.engine.p2p import NeighbourMixer
 from gossiplab.errors import ConfigError, Diverged
-from gossiplab.experiments.setup import Setup
 from gossiplab.metrics import Evaluator, scored_nodes
+from gossiplab.setup import Setup
 
 
 @dataclasses.dataclass
@@ -62,7 +62,7 @@ class LocalShard:
 class DistributedEngine(TrainingEngine):
     """Trains ``algorithm`` (default: the config's) with this rank's nodes; the training
     interface of :class:`~gossiplab.engine.simulator.Simulator` (``step``, ``lr``, ``iteration``,
-    ``round``, ``state_dict``...), so :func:`~gossiplab.experiments.runner.train` drives both."""
+    ``round``, ``state_dict``...), so :func:`~gossiplab.run.loop.train` drives both."""
 
     def __init__(self, setup: Setup, algorithm: str | None = None, *, comm: Comm, shard: LocalShard):
         self.comm = comm
@@ -83,6 +83,7 @@ class DistributedEngine(TrainingEngine):
         self.sampler = BatchSampler(shard.sizes, cfg.optim.batch_size, mode=cfg.data.sampling,
                                     seed=cfg.seeds.sampling)
         self.mixer = NeighbourMixer(setup.topology, comm)
+        self.net = DistributedNetwork(self.mixer, comm, self.ledger, m)
 
     @property
     def rank(self) -> int:
@@ -110,14 +111,17 @@ class DistributedEngine(TrainingEngine):
             if not math.isfinite(loss):
                 raise Diverged(self.iteration, "loss")
             self.stack.grads.mul_(share)
-            self.comm.all_reduce(self.stack.grads, what + " (gradient all-reduce)")
+            self.net.all_reduce(self.stack.grads, what + " (gradient all-reduce)")
         else:
             total = self.comm.all_reduce(losses.double().sum().reshape(1), what + " (loss)")
             loss = float(total[0]) / self.nodes
             if not math.isfinite(loss):
                 raise Diverged(self.iteration, "loss")
+        if self.stateful:
+            self.algorithm.before_update(self.stack.params, self.stack.grads, self.iteration,
+                                         self.net)
         self.optimizer.step(self.schedule(self.iteration))
-        self.round += self.algorithm.communicate(self.stack.params, self.mixer, self.round)
+        self._communicate(self.net)
         self.iteration += 1
         return loss
 
@@ -166,7 +170,6 @@ class DistributedEvaluator:
         self.comm = comm
         self.evaluator = evaluator
         self.max_nodes = max_nodes
-        self._scratch: dict[int, tuple[torch.Tensor, torch.nn.Module]] = {}
 
     def evaluate(self, engine: DistributedEngine) -> dict:
         record = None
@@ -204,15 +207,4 @@ class DistributedEvaluator:
             at += n
         comm.exchange([], recvs, what)
         assert self.evaluator is not None
-        return self.evaluator.report(engine.stack, mean, self._modules(engine, rows), consensus)
-
-    def _modules(self, engine: DistributedEngine, rows: torch.Tensor) -> Iterator[torch.nn.Module]:
-        """One module per row, scored one after the other (a scratch row is reused)."""
-        key = rows.shape[1]
-        if key not in self._scratch:
-            row = torch.empty(key, dtype=rows.dtype, device=rows.device)
-            self._scratch[key] = (row, engine.stack.bound_module(row))
-        row, mod = self._scratch[key]
-        for r in rows:
-            row.copy_(r)
-            yield mod
+        return self.evaluator.report(engine.stack, mean, rows, consensus)

@@ -10,7 +10,13 @@ stop with an error naming it, within ``engine.timeout``, never a silent hang:
   neighbour that merely stopped before them;
 * a heartbeat thread bumps a counter per rank every second. Waits that are not gloo's (the others
   wait while rank 0 evaluates) and failures that name no peer (a collective) use it to find the
-  rank that went silent.
+  rank that went silent;
+* a rank on the same machine whose process is gone is noticed at once (its pid, checked against
+  its start time, is published in the store), even in a wait on the store;
+* a rank stopped by its launcher (torchrun stops the other processes of a machine when one dies)
+  records that it was *stopped*, so the others do not blame it but the process that died first;
+* a watchdog ends a process whose store stopped answering (a cut link: the store's reads have no
+  timeout of their own) within ``engine.timeout``, with one line naming the store and exit 3.
 
 Only JSON travels through the store: nothing a peer sends is unpickled.
 """
@@ -19,6 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -55,7 +64,9 @@ class Liveness:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._beats = 0
+        self._last_ok = time.monotonic()  # when the heartbeat thread last heard from the store
         self.aborted = False
+        self.procs: dict[int, tuple[str, int, int]] = {}  # rank -> (machine id, pid, start time)
 
     # -- heartbeat ------------------------------------------------------------------------------
 
@@ -65,8 +76,9 @@ class Liveness:
         self._thread.start()
 
     def _beat(self) -> None:
-        self._beats += 1
-        self._beat_store.set(f"hb/{self.rank}", str(self._beats))
+        # add, not set: add waits for the store's answer, so a beat proves the store is reachable
+        self._beats = int(self._beat_store.add(f"hb/{self.rank}", 1))
+        self._last_ok = time.monotonic()
 
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT):
@@ -77,6 +89,87 @@ class Liveness:
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- the store itself -----------------------------------------------------------------------
+
+    def watch_store(self, where: str, limit: float | None = None) -> None:
+        """Start the watchdog: when no heartbeat reached the store for ``limit`` seconds (default
+        ``timeout``), print one line naming the store (and the rank hosting it) and end the
+        process with exit status 3. A thread blocked in a store read (no timeout there) cannot
+        be woken, so the process ends itself."""
+        limit = self.timeout if limit is None else limit
+
+        def watch() -> None:
+            while not self._stop.wait(0.25):
+                silent = time.monotonic() - self._last_ok
+                if silent > limit + HEARTBEAT:
+                    if self._stop.is_set():
+                        return
+                    host = (f"hosted by rank {self.store_host} ({self.describe(self.store_host)})"
+                            if self.store_host is not None else "hosted by torchrun's agent on "
+                            f"the machine of rank 0 ({self.describe(0)})")
+                    msg = (f"lost the rendezvous store at {where} ({host}): no answer for "
+                           f"{silent:.0f} s (network cut, or that machine or process stopped); "
+                           f"rank {self.rank} stops")
+                    _die(msg, 3)
+
+        threading.Thread(target=watch, name="gossiplab-store-watchdog", daemon=True).start()
+
+    # -- processes on this machine --------------------------------------------------------------
+
+    def publish_process(self) -> None:
+        """Tell the others this process's (machine id, pid, start time): a rank on the same
+        machine notices at once when it is gone."""
+        me = process_identity(os.getpid())
+        if me is not None:
+            self.store.set(f"proc/{self.rank}", json.dumps(me))
+
+    def load_processes(self) -> None:
+        here = machine_id()
+        for r in range(self.world):
+            key = f"proc/{r}"
+            if r != self.rank and self.store.check([key]):
+                mid, pid, start = json.loads(self.store.get(key))
+                if mid == here:
+                    self.procs[r] = (mid, int(pid), int(start))
+
+    def dead(self, ranks: Iterable[int]) -> list[int]:
+        """Those of ``ranks`` on this machine whose process has ended."""
+        return [r for r in ranks if r in self.procs
+                and process_identity(self.procs[r][1]) != list(self.procs[r])]
+
+    # -- stopped by a signal --------------------------------------------------------------------
+
+    def on_termination(self) -> None:
+        """On SIGTERM or SIGHUP (torchrun stopping this machine's processes after one died; a
+        launcher killed): record that this rank was *stopped* (so nobody blames it), then end.
+        Signals reach a helper thread through a wakeup pipe, so this works while the main
+        thread waits inside gloo or the store."""
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        names = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+        for sig in names:
+            signal.signal(sig, lambda *_: None)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+        def watch() -> None:
+            while True:
+                data = os.read(r, 1)
+                if not data:
+                    return
+                sig = data[0]
+                if sig not in (signal.SIGTERM, signal.SIGHUP):
+                    continue
+                name = names.get(signal.Signals(sig), str(sig))
+                rec = json.dumps({"rank": self.rank, "root": None, "stopped": True,
+                                  "reason": f"stopped by {name}"})
+                t = threading.Thread(target=self._beat_store.append, args=("aborts", rec + "\n"),
+                                     daemon=True)
+                t.start()
+                t.join(1.0)  # the store may be unreachable: do not wait for it
+                _die(f"rank {self.rank} stopped by {name}", 128 + sig)
+
+        threading.Thread(target=watch, name="gossiplab-signals", daemon=True).start()
 
     def heartbeats(self, ranks: Iterable[int]) -> dict[int, int]:
         out = {}
@@ -99,8 +192,9 @@ class Liveness:
         with contextlib.suppress(Exception):
             self.store.append("aborts", rec + "\n")
 
-    def aborts(self) -> dict[int, dict]:
-        """Abort records of the other ranks, by the rank that wrote them."""
+    def aborts(self, *, stopped: bool = False) -> dict[int, dict]:
+        """Abort records of the other ranks, by the rank that wrote them; with ``stopped``, the
+        ranks stopped by a signal (they are no cause), else the others."""
         if not self.store.check(["aborts"]):
             return {}
         out: dict[int, dict] = {}
@@ -111,7 +205,7 @@ class Liveness:
             except (ValueError, KeyError, TypeError):
                 continue
         out.pop(self.rank, None)
-        return out
+        return {r: rec for r, rec in out.items() if bool(rec.get("stopped")) == stopped}
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -163,17 +257,26 @@ class Liveness:
                 recs = self.aborts()
                 if recs and (peer is None or peer in recs):
                     return self._from_records(recs, what, prefer=peer)
+                stopped = self.aborts(stopped=True)
+                gone = [r for r in self.dead(others) if r not in stopped]
+                if gone and (peer is None or peer in gone or peer in stopped):
+                    return self.lost(gone[0], "its process ended (it died)", what)
                 waited = time.monotonic() - start
-                if peer is not None and waited >= grace:
+                if peer is not None and peer not in stopped and waited >= grace:
                     why = (f"it did not answer for {self.timeout:g} s (hung or stopped)" if timed_out
                            else "its connection closed (the process died)")
                     return self.lost(peer, why, what)
-                if peer is None and waited >= SILENT:
+                if (peer is None or peer in stopped) and waited >= SILENT:
+                    # the peer was stopped by its launcher: the cause is a rank that went
+                    # silent without saying why
                     now = self.heartbeats(others)
-                    silent = [r for r in others if now.get(r) == base.get(r)]
+                    silent = [r for r in others if now.get(r) == base.get(r) and r not in stopped]
                     if silent:
                         return self.lost(silent[0], f"it stopped (no heartbeat for {SILENT:g} s)", what)
                 if time.monotonic() > deadline:
+                    if stopped:  # no other cause found: the signal itself was the cause
+                        root = peer if peer in stopped else min(stopped)
+                        return self.lost(root, stopped[root]["reason"], what)
                     return self.lost(None, detail, what)
                 time.sleep(0.05)
         except PeerLost:
@@ -206,8 +309,9 @@ class Liveness:
         or one of ``ranks`` sends no heartbeat for ``timeout`` seconds (a long wait on a live
         rank, e.g. rank 0 evaluating, is fine)."""
         ranks = [r for r in ranks if r != self.rank]
+        others = [r for r in range(self.world) if r != self.rank]
         last: dict[int, int | None] = {}
-        moved = dict.fromkeys(ranks, time.monotonic())
+        moved = dict.fromkeys(others, time.monotonic())
         pause, next_check = 0.001, 0.0
         try:
             while not ready():
@@ -218,11 +322,23 @@ class Liveness:
                     raise self._from_records(recs, what)
                 now = time.monotonic()
                 if now >= next_check:
-                    beats = self.heartbeats(ranks)
-                    for r in ranks:
+                    beats = self.heartbeats(others)
+                    for r in others:
                         if beats.get(r) != last.get(r):
                             last[r], moved[r] = beats.get(r), now
-                    stale = [r for r in ranks if now - moved[r] > self.timeout]
+                    stopped = self.aborts(stopped=True)
+                    gone = [r for r in self.dead(others) if r not in stopped]
+                    if gone:
+                        raise self.lost(gone[0], "its process ended (it died)", what)
+                    if stopped:  # a launcher stopped a rank: the cause went silent unannounced
+                        silent = [r for r in others if r not in stopped and now - moved[r] > SILENT]
+                        if silent:
+                            raise self.lost(silent[0], f"it stopped (no heartbeat for {SILENT:g} s)",
+                                            what)
+                        quiet = [r for r in stopped if now - moved.get(r, now) > SILENT + 1.0]
+                        if quiet:  # nobody else went silent: the signal itself was the cause
+                            raise self.lost(quiet[0], stopped[quiet[0]]["reason"], what)
+                    stale = [r for r in ranks if r not in stopped and now - moved[r] > self.timeout]
                     if stale:
                         raise self.lost(stale[0], f"no heartbeat for {self.timeout:g} s", what)
                     next_check = now + HEARTBEAT / 2
@@ -232,3 +348,40 @@ class Liveness:
             raise
         except Exception as e:
             raise self._store_lost(what, first_line(e)) from None
+
+
+def _die(message: str, status: int) -> None:
+    """One line on stderr, then end the process at once (threads blocked in C++ cannot be
+    joined)."""
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"gossiplab: error: {message}\n")
+        sys.stderr.flush()
+    os._exit(status)
+
+
+def machine_id() -> str | None:
+    """This machine and process namespace: pids are comparable only between processes that
+    share both (boot id and pid namespace). None where unknown (not Linux)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return None
+
+
+def process_identity(pid: int) -> list | None:
+    """``[machine id, pid, start time]`` of a live (not zombie) process, None when it is gone
+    or unknowable."""
+    mid = machine_id()
+    if mid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    if fields[0] in ("Z", "X"):  # a zombie has ended; its parent did not reap it yet
+        return None
+    return [mid, pid, int(fields[19])]

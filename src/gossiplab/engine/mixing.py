@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from gossiplab.engine.runtime import run_in_workers, single_threaded
@@ -85,6 +84,8 @@ class MatrixMixer:
         if ops is None:
             ops = [self.operator(round0 + q) for q in range(steps)]
             if self.fuse and steps > 1:
+                import scipy.sparse as sp  # here: scipy costs a tenth of a second at start-up
+
                 prod = sp.identity(self.topology.nodes, format="csr")
                 for q in range(steps):  # sparse products: cheap while the product stays sparse
                     prod = sp.csr_array(self.topology.matrix(round0 + q)) @ prod

@@ -15,7 +15,8 @@ from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.mixing import MatrixMixer
 from gossiplab.errors import Diverged
-from gossiplab.experiments.setup import Setup
+from gossiplab.more_algorithms import Network
+from gossiplab.setup import Setup
 
 
 class Simulator(TrainingEngine):
@@ -38,6 +39,7 @@ class Simulator(TrainingEngine):
                                     mode=cfg.data.sampling, seed=cfg.seeds.sampling)
         self.mixer = MatrixMixer(setup.topology, replicas=self.replicas, device=self.device,
                                  fuse=cfg.engine.fuse_gossip)
+        self.net = Network(self.mixer, self.ledger, replicas=self.replicas)
         self.last_losses: torch.Tensor | None = None
 
     def step(self) -> float:
@@ -50,8 +52,11 @@ class Simulator(TrainingEngine):
         loss = float(losses[: self.models_per_replica].mean())
         if not math.isfinite(float(losses.sum())):
             raise Diverged(self.iteration, "loss")
+        if self.stateful:
+            self.algorithm.before_update(self.stack.params, self.stack.grads, self.iteration,
+                                         self.net)
         self.optimizer.step(self.schedule(self.iteration))
-        self.round += self.algorithm.communicate(self.stack.params, self.mixer, self.round)
+        self._communicate(self.net)
         self.iteration += 1
         self.last_losses = losses
         return loss

@@ -16,7 +16,6 @@ from typing import Any
 
 import gossiplab
 from gossiplab.errors import UserError
-from gossiplab.experiments.store import ResultsStore
 from gossiplab.fileio import atomic_write, atomic_write_json, atomic_write_text
 from gossiplab.report import html
 from gossiplab.report.data import (
@@ -29,6 +28,7 @@ from gossiplab.report.data import (
     load_results,
 )
 from gossiplab.report.figures import FIGURES, Skip, plt
+from gossiplab.sweep.store import ResultsStore
 
 SUMMARY_METRICS = ("test_acc", "train_acc", "gen_gap_acc", "gen_gap_loss", "gen_gap_loss_matched",
                    "consensus_distance")

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from gossiplab.experiments.store import ResultsStore
-from gossiplab.experiments.sweep import flatten, ignores
+from gossiplab.sweep.spec import flatten, ignores
+from gossiplab.sweep.store import ResultsStore
 
 Q_KEY = "algorithm.gossip_steps"
 TOPOLOGY_KEY = "topology.name"

@@ -15,7 +15,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gossiplab.experiments.sweep import baseline_ignores  # noqa: E402
 from gossiplab.report.data import (  # noqa: E402
     METRICS,
     Q_KEY,
@@ -27,6 +26,7 @@ from gossiplab.report.data import (  # noqa: E402
     matches,
     record_value,
 )
+from gossiplab.sweep.spec import baseline_ignores  # noqa: E402
 
 MAX_ROWS = 4  # panel rows (slices of the other varied axes) per figure
 MAX_LINES = 5  # Q values drawn as separate lines where each Q is a line

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gossiplab.experiments.runner import Hook
 from gossiplab.metrics import Evaluator
+from gossiplab.run.loop import Hook
 from gossiplab.stability.perturb import Perturbation
 from gossiplab.stability.smoothness import max_sample_gradient_norm, model_loss, top_hessian_eigenvalue
 from gossiplab.theory import consensus_steady_state, gossip_contraction

@@ -11,11 +11,13 @@ from typing import Any
 
 from gossiplab.config import Config, from_dict, merge
 from gossiplab.engine.simulator import Simulator
+from gossiplab.engine.threads import apply_threads
 from gossiplab.errors import UserError
-from gossiplab.experiments.runner import Hook, algorithms_to_run, environment, train
-from gossiplab.experiments.setup import load_data, prepare
 from gossiplab.fileio import JsonlWriter, atomic_write_json
 from gossiplab.metrics import Evaluator
+from gossiplab.run.loop import Hook, train
+from gossiplab.run.runner import algorithms_to_run, choose_run_threads, environment
+from gossiplab.setup import load_data, prepare
 from gossiplab.stability.hooks import (
     ConsensusTracker,
     SmoothnessProbe,
@@ -77,12 +79,14 @@ def run_stability(cfg: Config, out: str | Path | None = None, *,
     t_start = time.perf_counter()
     dataset = load_data(cfg)
     setup0 = prepare(cfg, dataset)
+    threads = choose_run_threads(setup0)
+    apply_threads(threads)
     labels = setup0.dataset.y_train.cpu().numpy()
     # fail before any training if twins cannot be built
     draw_perturbations(setup0.partition, labels, 1, seed=(sc.seed, 0))
     env = environment()
     reps_cfg = [repetition_config(cfg, r) for r in range(sc.repetitions)]
-    described = setup0.describe()
+    described = {**setup0.describe(), "threads": threads.record()}
     metrics_w = stab_w = None
     if out_path is not None:
         atomic_write_json(out_path / "config.json", {
@@ -110,7 +114,8 @@ def run_stability(cfg: Config, out: str | Path | None = None, *,
             for name in algorithms_to_run(cfg):
                 tags = {"repetition": r}
                 sim = Simulator(setup, name, replica_indices=twins)
-                ev = Evaluator(setup.dataset, setup.partition.union(), cfg.eval)
+                ev = Evaluator(setup.dataset, setup.partition.union(), cfg.eval,
+                               cfg.optim.batch_size)
                 recorder = StabilityRecorder(perts, record_points(T, sc.record_points), ev,
                                              emit=emit("twins"), tags=tags)
                 consensus = ConsensusTracker(recorder.points, emit=emit("consensus"), tags=tags)

@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gossiplab.experiments.store import ResultsStore  # noqa: E402
 from gossiplab.report.data import Results, Run, load_results  # noqa: E402
 from gossiplab.report.study.stats import UNSURE, Est, agree, direction  # noqa: E402
+from gossiplab.sweep.store import ResultsStore  # noqa: E402
 
 GAP = "gen_gap_loss_matched"
 GAP_PLAIN = "gen_gap_loss"

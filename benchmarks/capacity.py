@@ -1,0 +1,324 @@
+"""How many runs fit and how fast they start and finish: memory against the floor, start-up to the
+first training iteration, sweep throughput, and a process-per-node design side by side (issue 18).
+
+    python benchmarks/capacity.py [--only memory,startup,sweep,ppn] [--baseline-src DIR/src]
+                                  [--resnet-m64] [--repeats N]
+
+Every measurement runs in fresh processes; variants alternate, and every figure records the load
+average (``uptime``) it was taken under. ``--baseline-src`` points at the ``src`` folder of another
+checkout (e.g. ``git archive`` of an older commit) to measure "before" beside "after" under the
+same conditions. The results go into their own section of docs/benchmarks.md (between the markers
+below; benchmarks/run.py keeps it) and raw numbers into docs/benchmarks-capacity.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+BEGIN = "<!-- capacity section: written by benchmarks/capacity.py -->"
+END = "<!-- end of capacity section -->"
+
+SYNTH = ['data.dataset="synthetic"', 'data.partition="iid"', "data.synthetic_shape=[3,32,32]",
+         "data.synthetic_test=256"]
+# model -> (overrides, samples per node, batch): CIFAR-shaped synthetic data for the conv models
+MODELS = {
+    "MLP (digits)": (['model.name="mlp"', "model.hidden=[64]", 'data.partition="iid"'], None, 16),
+    "small CNN": (['model.name="cnn"', *SYNTH], 64, 32),
+    "LeNet (decentralizepy)": (['model.name="lenet"', *SYNTH], 64, 32),
+    "ResNet-18": (['model.name="resnet18"', *SYNTH], 16, 16),
+}
+
+
+def load() -> str:
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def env(src: Path | None) -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(src or ROOT / "src")
+    return e
+
+
+def child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def sh(args: list[str], src: Path | None = None, timeout: float = 3600, cwd: Path | None = None
+       ) -> tuple[subprocess.CompletedProcess, float, float]:
+    c0, t0 = child_cpu(), time.perf_counter()
+    r = subprocess.run(args, capture_output=True, text=True, env=env(src), timeout=timeout,
+                       cwd=cwd or ROOT)
+    return r, time.perf_counter() - t0, child_cpu() - c0
+
+
+def table(head: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mb(x: float) -> str:
+    return f"{x / 2**20:,.0f} MB"
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def memprobe(mode: str, overrides: list[str], src: Path | None = None) -> dict:
+    spec = json.dumps({"mode": mode, "overrides": overrides, "iterations": 2})
+    r, _, _ = sh([PY, str(ROOT / "benchmarks" / "memprobe.py"), spec], src)
+    if r.returncode:
+        raise RuntimeError(f"memprobe {mode} {overrides}: {r.stderr[-800:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def memory(ms: list[int], resnet_m64: bool, baseline: Path | None) -> dict:
+    rows, raw = [], []
+    for label, (over, per_node, b) in MODELS.items():
+        for m in ms:
+            if label == "ResNet-18" and m == 64 and not resnet_m64:
+                continue
+            data = [f"data.synthetic_train={m * per_node}"] if per_node else []
+            common = [*over, *data, f"topology.nodes={m}", f"optim.batch_size={b}",
+                      "engine.threads=1", "algorithm.compare_centralized=false",
+                      "train.iterations=2", "eval.every=1"]
+            if label != "MLP (digits)":  # fewer scored samples: evaluation's count, not its peak
+                common += ["eval.node_samples=64", "eval.max_nodes=4"]
+            t0 = load()
+            floor = memprobe("floor", common)
+            tuned = memprobe("run", [*common, "engine.tune_malloc=true"])
+            untuned = memprobe("run", [*common, "engine.tune_malloc=false"])
+            before = None
+            if baseline is not None and label != "LeNet (decentralizepy)":  # (no LeNet there)
+                try:
+                    before = memprobe("run", common, baseline)
+                except RuntimeError:
+                    before = None
+            r = {"model": label, "m": m, "batch": b, "d": floor["d"], "floor": floor,
+                 "tuned": tuned, "untuned": untuned, "before": before, "load": t0}
+            raw.append(r)
+            f = floor["peak_rss"]
+            rows.append([label, m, b, f"{floor['d']:,}", mb(f), mb(tuned["peak_rss"]),
+                         f"{tuned['peak_rss'] / f:.2f}", mb(untuned["peak_rss"]),
+                         f"{untuned['peak_rss'] / f:.2f}",
+                         "-" if before is None
+                         else f"{mb(before['peak_rss'])} ({before['peak_rss'] / f:.2f})",
+                         t0])
+            print(rows[-1], file=sys.stderr, flush=True)
+    text = f"""### Memory against the floor
+
+Peak resident memory (`VmHWM` of the whole process, imports included) of a run (`run_experiment`:
+setup, data, DSGD-MGS on a ring, evaluation at iterations 0, 1 and 2, one thread) against the
+**floor**: the same m models as plain `nn.Module`s doing only forward/backward at the training
+batch on a preloaded batch, one after the other, in one fresh single-threaded process. Every cell
+is its own fresh process. Data: 8x8 digits for the MLP; CIFAR-shaped synthetic data (3x32x32,
+{MODELS['small CNN'][1]} samples per node, {MODELS['ResNet-18'][1]} for ResNet-18) for the others, whose
+per-node
+evaluation scores 4 nodes on 64 samples (a count, not the evaluation's peak). malloc tuning =
+`engine.tune_malloc` (raised glibc mmap/trim thresholds). "before": the same run on main before
+issue 18 (evaluation batch 2,048; no LeNet there).
+
+{table(["model", "m", "batch", "d", "floor", "run (tuned)", "/ floor", "run (glibc default)",
+        "/ floor", "before (main, tuned)", "load at start"], rows)}
+"""
+    return {"text": text, "raw": raw}
+
+
+# -- start-up -------------------------------------------------------------------------------------
+
+FIRST_STEP = r"""
+import os, sys, time, resource
+def started():
+    with open('/proc/self/stat') as f: st = f.read().rsplit(')', 1)[1].split()
+    with open('/proc/uptime') as f: up = float(f.read().split()[0])
+    return time.time() - (up - int(st[19]) / os.sysconf('SC_CLK_TCK'))
+T0 = started()
+sys.argv = ['gossiplab', 'run', '--quiet', '--overwrite', '--out', sys.argv[1], *sys.argv[2:]]
+import gossiplab.engine.simulator as s
+step = s.Simulator.step
+def first(self):
+    out = step(self)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print('FIRST', time.time() - T0, ru.ru_utime + ru.ru_stime, flush=True)
+    os._exit(0)
+s.Simulator.step = first
+from gossiplab.cli import main
+main()
+"""
+
+
+def startup(repeats: int, baseline: Path | None) -> dict:
+    variants = {"default run": (None, []), "eval.at_start = false": (None, ["--set", "eval.at_start=false"])}
+    if baseline is not None:
+        variants = {"before (main)": (baseline, []), **variants}
+    res: dict[str, list[tuple[float, float, str]]] = {k: [] for k in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for name, (src, extra) in variants.items():
+                t0 = load()
+                r, _, _ = sh([PY, "-c", FIRST_STEP, str(Path(tmp) / f"r{i}"), *extra], src)
+                line = next((ln for ln in r.stdout.splitlines() if ln.startswith("FIRST")), None)
+                if line is None:
+                    raise RuntimeError(f"start-up {name}: {r.stderr[-800:]}")
+                _, wall, cpu = line.split()
+                res[name].append((float(wall), float(cpu), t0))
+                print(name, res[name][-1], file=sys.stderr, flush=True)
+        recorded = None
+        r, _, _ = sh([PY, "-m", "gossiplab", "run", "-q", "--out", str(Path(tmp) / "rec")])
+        if r.returncode == 0:
+            s = json.loads((Path(tmp) / "rec" / "summary.json").read_text())
+            recorded = s["runs"]["dsgd_mgs"].get("first_iteration_seconds")
+    rows = [[name, f"{statistics.median(w for w, _, _ in v):.2f} s",
+             f"{min(w for w, _, _ in v):.2f} s", f"{statistics.median(c for _, c, _ in v):.2f} s",
+             f"{v[0][2]} .. {v[-1][2]}"] for name, v in res.items()]
+    text = f"""### Start-up to the first training iteration
+
+`gossiplab run` (the default run: digits, MLP, m = 16), a fresh process each time, the variants
+alternating, {repeats} repeats: seconds from the process start (the kernel's start time) to the end of the
+first training iteration, wall clock and the process's CPU time (user + system; on a loaded
+machine the wall clock is the CPU time stretched by the share of a core the process got). Every
+run also records this figure in summary.json (`runs.<algorithm>.first_iteration_seconds`; here
+{f'{recorded:.2f} s' if recorded is not None else 'n/a'} for one more default run).
+
+{table(["variant", "wall (median)", "wall (best)", "CPU (median)", "load at start"], rows)}
+"""
+    return {"text": text, "raw": {k: v for k, v in res.items()}, "recorded": recorded}
+
+
+# -- sweep throughput -----------------------------------------------------------------------------
+
+
+def store_records(db: Path) -> dict:
+    con = sqlite3.connect(db)
+    out = {}
+    for run_id, it, rec in con.execute("SELECT run_id, iteration, record FROM metrics"):
+        r = json.loads(rec)
+        r.pop("elapsed", None)
+        out[(run_id, it)] = r
+    con.close()
+    return out
+
+
+def sweep(repeats: int, baseline: Path | None, pack: str = "configs/quick-digits-q.toml") -> dict:
+    variants = {"grouped (replicas)": (None, []), "one by one (--no-group)": (None, ["--no-group"])}
+    if baseline is not None:
+        variants = {"before (main)": (baseline, []), **variants}
+    res: dict[str, list[tuple[float, float, str]]] = {k: [] for k in variants}
+    equal = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for name, (src, extra) in variants.items():
+                db = Path(tmp) / f"{i}-{len(res[name])}-{abs(hash(name))}.sqlite"
+                t0 = load()
+                r, wall, cpu = sh([PY, "-m", "gossiplab", "sweep", pack, "--jobs", "2", "--db",
+                                   str(db), "-q", *extra], src)
+                if r.returncode:
+                    raise RuntimeError(f"sweep {name}: {r.stderr[-800:]}")
+                res[name].append((wall, cpu, t0))
+                print(name, res[name][-1], file=sys.stderr, flush=True)
+                if i == 0 and src is None:
+                    res.setdefault("_dbs", []).append(str(db))  # type: ignore[arg-type]
+            if i == 0:
+                dbs = res.pop("_dbs")  # type: ignore[arg-type]
+                a, b = (store_records(Path(d)) for d in dbs)
+                equal = {"records": len(a), "equal": a == b}
+    rows = []
+    ref = "before (main)" if "before (main)" in res else "one by one (--no-group)"
+    for name, v in res.items():
+        speed = [r[0] / x[0] for r, x in zip(res[ref], v, strict=True)]
+        rows.append([name, f"{statistics.median(w for w, _, _ in v):.1f} s",
+                     f"{statistics.median(c for _, c, _ in v):.1f} s",
+                     f"{statistics.median(speed):.2f}x ({min(speed):.2f}-{max(speed):.2f})",
+                     f"{3600 * 51 / statistics.median(w for w, _, _ in v):,.0f}",
+                     ", ".join(t for _, _, t in v)])
+    text = f"""### Sweep throughput: the quick-digits-q pack
+
+`gossiplab sweep configs/quick-digits-q.toml --jobs 2` (51 runs: 48 DSGD-MGS, 3 centralized; MLP,
+m = 16, 1,500 iterations, 16 evaluations each) into a fresh store, the variants alternating,
+{repeats} repeat(s). Wall time, CPU time of all its processes (user + system), speed-up against
+"{ref}" paired per repeat (median, range), runs per hour at the median wall time, and the load
+average at each start. Grouped: runs that differ only in seeds, Q and topology train as replicas
+of one node matrix (`run/replicas.py`); the store's records of the grouped sweep and of the same
+sweep run one by one are compared: **{equal['records'] if equal else '?'} evaluation records,
+equal: {equal['equal'] if equal else '?'}** (everything but the wall-clock field `elapsed`).
+
+{table(["variant", "wall (median)", "CPU (median)", f"speed-up vs {ref}", "runs / hour",
+        "load at each start"], rows)}
+"""
+    return {"text": text, "raw": {k: v for k, v in res.items()}, "equal": equal}
+
+
+# -- process per node -----------------------------------------------------------------------------
+
+
+def ppn(iterations: int) -> dict:
+    from process_per_node import compare
+
+    return compare(iterations)
+
+
+SECTIONS = {"memory": None, "startup": None, "sweep": None, "ppn": None}
+
+
+def write_section(path: Path, text: str) -> None:
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + text.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="memory,startup,sweep,ppn")
+    p.add_argument("--baseline-src", type=Path, default=None)
+    p.add_argument("--resnet-m64", action="store_true", help="also ResNet-18 at m = 64 (~10 GB)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ppn-iterations", type=int, default=30)
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    raw_path = args.out.parent / "benchmarks-capacity.json"
+    raw = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    parts = raw.setdefault("_text", {})
+    for name in args.only.split(","):
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if name == "memory":
+            r = memory([16, 64], args.resnet_m64, args.baseline_src)
+        elif name == "startup":
+            r = startup(args.repeats, args.baseline_src)
+        elif name == "sweep":
+            r = sweep(max(1, args.repeats // 2), args.baseline_src)
+        elif name == "ppn":
+            r = ppn(args.ppn_iterations)
+        else:
+            p.error(f"unknown section {name}")
+        raw[name] = r.get("raw", r)
+        parts[name] = r["text"] + f"\n*(measured {started}; load average at the end {load()})*\n"
+        raw_path.write_text(json.dumps(raw, indent=1, default=str))
+    order = [n for n in ("memory", "startup", "sweep", "ppn") if n in parts]
+    text = "\n".join([BEGIN, "## Capacity: memory, start-up, sweep throughput (issue 18)", "",
+                      "Written by `python benchmarks/capacity.py` on this shared 2-core machine; "
+                      "figures taken under load say so (load average).", ""]
+                     + [parts[n] for n in order] + [END, ""])
+    write_section(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Time the README's first command (`gossiplab run`) idle and beside busy processes, and write
+the "Default run under load" section of docs/benchmarks.md (the rest of that file is
+benchmarks/run.py's; each keeps the other's part).
+
+    python benchmarks/default_run.py                 # default threads, 0 and 2 busy processes
+    python benchmarks/default_run.py --threads 0 2   # also the old default (2 OpenMP threads)
+
+Every row is one run in a fresh process (start-up included); the load average before it and the
+CPU time it used are recorded, since on a shared machine the wall time depends on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN = "<!-- default-run section: written by benchmarks/default_run.py -->"
+END = "<!-- end of default-run section -->"
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def one_run(threads: int, busy: int) -> dict:
+    spinners = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(busy)]
+    try:
+        time.sleep(1.0 if busy else 0.0)
+        load = os.getloadavg()
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "gossiplab", "run", "--quiet", "--out", f"{tmp}/out"]
+            if threads:
+                cmd += ["--set", f"engine.threads={threads}"]
+            env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+            cpu0, t0 = children_cpu(), time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+            wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+            chosen = json.loads(Path(f"{tmp}/out/summary.json").read_text())["threads"]
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    return {"setting": "default (0)" if not threads else f"engine.threads = {threads}",
+            "busy": busy, "load": load, "wall": wall, "cpu": cpu, "threads": chosen["threads"],
+            "reason": chosen["reason"]}
+
+
+def section(rows: list[dict]) -> str:
+    lines = [BEGIN, "## Default run under load (`gossiplab run`, issue 16)", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+             "`python benchmarks/default_run.py`: the README's first command in a fresh process "
+             "(start-up included), beside 0 or 2 busy processes (`python -c 'while 1: pass'`) on "
+             f"{len(os.sched_getaffinity(0))} cores. The load average is the 1/5/15-minute one "
+             "just before the run (other users' work included); the thread count is what the run "
+             "chose and recorded (`summary.json`: `threads`).", "",
+             "| engine.threads | busy processes added | load average before | wall time | "
+             "CPU time | threads used | why |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        load = " / ".join(f"{v:.1f}" for v in r["load"])
+        lines.append(f"| {r['setting']} | {r['busy']} | {load} | {r['wall']:.1f} s | {r['cpu']:.1f} s "
+                     f"| {r['threads']} | {r['reason']} |")
+    lines += ["", "Wall time above the CPU time means the run waited for a core: with a load average "
+              "of L on 2 cores a process gets about 2/L of one.", END, ""]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, text: str) -> None:
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + text.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=[0],
+                   help="engine.threads settings to time (0 = the default choice)")
+    p.add_argument("--busy", type=int, nargs="+", default=[0, 2], help="busy processes to add")
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = p.parse_args(argv)
+    rows = []
+    for busy in args.busy:
+        for threads in args.threads:
+            rows.append(one_run(threads, busy))
+            r = rows[-1]
+            print(f"{r['setting']}, {busy} busy: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, "
+                  f"load {r['load'][0]:.1f}, {r['threads']} thread(s)", flush=True)
+    write_section(Path(args.out), section(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""Independent runs trained together as replicas of one node matrix.
+
+Runs that differ only in values that do not change any tensor's shape (seeds, learning rate,
+gossip steps Q, gossip scheme, topology with the same m, partition) compute the same kind of
+iteration on matrices of the same shape. Stacking their node models as the rows of one
+[replicas * models, d] matrix runs one batched forward/backward over all of them (the per-call
+cost of small models is paid once, not once per run), while everything that makes a run itself
+stays per replica: its initialisation, its sampler (positions and augmentation from its own
+sampling seed), its partition, its learning rate schedule and optimizer, its algorithm (gossip
+scheme, topology, Q) and round counter, its evaluation, and its divergence. Every per-replica
+operation runs on that replica's own rows with the single run's kernels, so a replica's history
+equals that of the same run made alone (tested: bitwise on CPU with the bmm backend).
+
+Stability twins (:class:`~gossiplab.engine.simulator.Simulator` with ``replica_indices``) are the
+other kind of replica: copies of *one* run that share everything but a sample. This class is for
+independent runs; ``run/replicas.py`` trains them, the sweep scheduler groups them.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from gossiplab.engine.base import TrainingEngine
+from gossiplab.engine.batches import BatchSampler
+from gossiplab.engine.mixing import MatrixMixer
+from gossiplab.engine.optim import MatrixSGD
+from gossiplab.more_algorithms import Network
+from gossiplab.schedules import build_schedule
+from gossiplab.setup import Setup, build_model_for
+
+
+def replica_key(setup: Setup, algorithm: str | None = None) -> tuple:
+    """What replicas trained together must share (shapes and the iteration's structure)."""
+    cfg = setup.cfg
+    return (algorithm or cfg.algorithm.name, cfg.topology.nodes, cfg.model.model_dump_json(),
+            cfg.optim.batch_size, cfg.data.sampling, setup.augment, id(setup.dataset),
+            str(setup.device), cfg.engine.backend)
+
+
+class _Replica(TrainingEngine):
+    """One replica's own part of the iteration: its algorithm (and buffers), ledger, round
+    counter, optimizer, schedule, sampler and mixer, on its rows of the shared matrix. Built by
+    the engine base's own code, so a replica's algorithm is exactly the one a single run builds."""
+
+    def __init__(self, setup: Setup, algorithm: str | None, params: torch.Tensor,
+                 grads: torch.Tensor, device: torch.device):
+        cfg = setup.cfg
+        self._init_algorithm(setup, algorithm)
+        self.stack = SimpleNamespace(params=params, grads=grads, d=params.shape[1])
+        o = cfg.optim
+        self.optimizer = MatrixSGD(params, grads, momentum=o.momentum, nesterov=o.nesterov,
+                                   weight_decay=o.weight_decay)
+        self.schedule = build_schedule(o.schedule, lr=o.lr, t0=o.t0, step_every=o.step_every,
+                                       gamma=o.gamma, iterations=cfg.train.iterations)
+        self.sampler = BatchSampler(setup.partition.sizes, o.batch_size, mode=cfg.data.sampling,
+                                    seed=cfg.seeds.sampling)
+        self.mixer = MatrixMixer(setup.topology, device=device, fuse=cfg.engine.fuse_gossip)
+        self.net = Network(self.mixer, self.ledger)
+        self.iteration = 0
+        self.round = 0
+        if self.stateful:
+            self.algorithm.allocate(params)
+        self.diverged_at: int | None = None
+
+    def before(self, iteration: int) -> None:
+        """The single run's step after forward/backward, up to the SGD update."""
+        self.iteration = iteration
+        if self.stateful:
+            self.algorithm.before_update(self.stack.params, self.stack.grads, iteration, self.net)
+
+    def optim_key(self) -> tuple:
+        o = self.cfg.optim
+        return (o.momentum, o.nesterov, o.weight_decay)
+
+
+class ReplicaSimulator(TrainingEngine):
+    """Trains one algorithm for each of ``setups`` (replica r = the run of ``setups[r]``) side by
+    side. The setups must share the dataset object and :func:`replica_key`."""
+
+    def __init__(self, setups: list[Setup], algorithm: str | None = None):
+        if not setups:
+            raise ValueError("no runs to train")
+        if len({replica_key(s, algorithm) for s in setups}) != 1:
+            raise ValueError("runs trained as replicas must share data, model, batch, algorithm "
+                             "and device")
+        first = setups[0]
+        self._init_algorithm(first, algorithm)
+        self.setups = setups
+        self.replicas = len(setups)
+        k = self.models_per_replica
+        self._init_training(first.dataset, self.replicas * k)
+        self.parts: list[_Replica] = []
+        for r, s in enumerate(setups):
+            rows = slice(r * k, (r + 1) * k)
+            if r:
+                with torch.no_grad():
+                    self.stack.params[rows] = torch.nn.utils.parameters_to_vector(
+                        build_model_for(s.cfg, s.dataset).parameters()).to(self.device)
+            self.parts.append(_Replica(s, algorithm, self.stack.params[rows], self.stack.grads[rows],
+                                       self.device))
+        self.algorithm = self.parts[0].algorithm
+        # One SGD update of the whole matrix where every replica's is the same elementwise
+        # operation (same optimizer settings; checked per iteration: same learning rate); the
+        # replicas' momentum buffers are views of the shared one, so both paths see one state.
+        self.shared_optimizer = len({p.optim_key() for p in self.parts}) == 1
+        if self.shared_optimizer and self.optimizer.buf is not None:
+            for r, part in enumerate(self.parts):
+                part.optimizer.buf = self.optimizer.buf[r * k:(r + 1) * k]
+        nmax = max(int(s.partition.sizes.max()) for s in setups)
+        tab = np.zeros((self.replicas, first.cfg.topology.nodes, nmax), dtype=np.int64)
+        for r, s in enumerate(setups):
+            for node, ix in enumerate(s.partition.nodes):
+                tab[r, node, :len(ix)] = ix
+        self.tables = torch.from_numpy(tab).to(self.device)
+        self.last_losses: torch.Tensor | None = None
+
+    @property
+    def rounds(self) -> list[int]:
+        return [p.round for p in self.parts]
+
+    @property
+    def diverged_at(self) -> list[int | None]:
+        return [p.diverged_at for p in self.parts]
+
+    def active(self, r: int) -> bool:
+        return self.parts[r].diverged_at is None
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """[R, m, b, ...] inputs and [R, m, b] labels, each replica from its own sampler."""
+        ds = self.setups[0].dataset
+        positions = torch.stack([p.sampler.sample() for p in self.parts]).to(self.device)
+        idx = torch.gather(self.tables, 2, positions).reshape(-1)
+        x = ds.x_train[idx]
+        if self.setups[0].augment:
+            from gossiplab.data.augment import apply_crop_flip, sample_crop_flip
+
+            per = positions[0].numel()
+            aug = torch.cat([sample_crop_flip(per, 4, p.sampler.generator) for p in self.parts])
+            x = apply_crop_flip(x, aug)
+        x = ds.normalise(x, inplace=True)  # x is this function's own copy
+        return x.view(*positions.shape, *x.shape[1:]), ds.y_train[idx].view(positions.shape)
+
+    def step(self) -> list[float | None]:
+        """One iteration of every replica; returns each replica's mean batch loss over its
+        models (None for a replica that has diverged, now or before)."""
+        x, y = self._batch()
+        xg, yg = self.algorithm.arrange(x, y)
+        losses = self._forward_backward(self.stack, xg, yg)
+        per_replica = losses.view(self.replicas, self.models_per_replica)
+        means = per_replica.mean(1).tolist()  # = each replica's own mean (tested bitwise)
+        sums = per_replica.sum(1).tolist()
+        out: list[float | None] = []
+        active: list[_Replica] = []
+        for r, part in enumerate(self.parts):
+            if part.diverged_at is None and not math.isfinite(sums[r]):
+                part.diverged_at = self.iteration
+            if part.diverged_at is not None:
+                out.append(None)
+                continue
+            out.append(means[r])
+            active.append(part)
+            part.before(self.iteration)
+        lrs = {part.schedule(self.iteration) for part in active}
+        if self.shared_optimizer and len(lrs) == 1:  # (diverged rows are updated too: unread)
+            self.optimizer.step(lrs.pop())
+        else:
+            for part in active:
+                part.optimizer.step(part.schedule(self.iteration))
+        for part in active:
+            part._communicate(part.net)
+        self.iteration += 1
+        for part in self.parts:
+            part.iteration = self.iteration
+        self.last_losses = losses
+        return out
+
+    def replica_params(self, r: int = 0) -> torch.Tensor:
+        return self.parts[r].stack.params
+
+    def replica_finite(self, r: int) -> bool:
+        return bool(torch.isfinite(self.replica_params(r)).all())
+
+    def replica_lr(self, r: int) -> float:
+        return self.parts[r].lr()

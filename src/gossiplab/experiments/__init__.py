@@ -1,1 +1,0 @@
-"""Experiments: setup from config, single runs; sweeps, the results store."""

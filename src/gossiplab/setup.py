@@ -1,0 +1,153 @@
+"""Turn a config into the shared ingredients of a run: data, partition, topology, device.
+
+Built once and shared by every algorithm trained on it (DSGD-MGS and its centralized baseline see
+the same partition), and by both engines (simulator and distributed).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from gossiplab.algorithms import ALGORITHMS
+from gossiplab.compression import COMPRESSORS
+from gossiplab.config import Config, shown
+from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
+from gossiplab.data.partition import PARTITIONERS, Partition, partition
+from gossiplab.errors import ConfigError
+from gossiplab.gossip import SCHEMES, build_gossip
+from gossiplab.models import MODELS, build_model
+from gossiplab.more_algorithms import MORE_ALGORITHMS, build_stateful
+from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, Topology, build_topology
+
+
+@dataclass
+class Setup:
+    cfg: Config
+    dataset: Dataset
+    partition: Partition
+    topology: Topology
+    device: torch.device
+    augment: bool
+
+    def describe(self) -> dict:
+        ds = self.dataset
+        het = self.partition.heterogeneity(ds.y_train.cpu().numpy())
+        return {
+            "dataset": {
+                "name": ds.name, "train": len(ds.y_train), "test": len(ds.y_test),
+                "input_shape": list(ds.input_shape), "classes": ds.num_classes,
+                "augment": self.augment,
+            },
+            "partition": {k: v for k, v in het.items() if k != "label_histograms"},
+            "label_histograms": het["label_histograms"],
+            "topology": self.topology.summary(),
+            **({"gossip": self.gossip_description()} if self.cfg.algorithm.name != "centralized" else {}),
+            "device": str(self.device),
+        }
+
+    def gossip_description(self) -> dict:
+        """The configured gossip scheme: rounds per iteration actually used, worst-case factor."""
+        a = self.cfg.algorithm
+        return build_gossip(a.gossip, self.topology, a.gossip_steps).describe()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"engine.device: unknown device '{name}' (cpu, cuda, cuda:N, auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("engine.device = 'cuda' but no CUDA device is available here")
+    return dev
+
+
+def _choice(key: str, kind: str, value: str, choices: Iterable[str]) -> None:
+    choices = sorted(choices)
+    if value in choices:
+        return
+    close = difflib.get_close_matches(value, choices, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"{key}: unknown {kind} '{shown(value)}'{hint}; choose one of: "
+                      f"{', '.join(choices)}")
+
+
+def check_names(cfg: Config) -> None:
+    """Every component named in the config exists (checked before any data is loaded)."""
+    _choice("data.dataset", "dataset", cfg.data.dataset, DATASETS)
+    _choice("data.partition", "partition", cfg.data.partition, PARTITIONERS)
+    _choice("topology.name", "topology", cfg.topology.name, ALL_TOPOLOGIES)
+    _choice("topology.mixing", "mixing rule", cfg.topology.mixing, MIXING_RULES)
+    _choice("model.name", "model", cfg.model.name, MODELS)
+    _choice("algorithm.name", "algorithm", cfg.algorithm.name, [*ALGORITHMS, *MORE_ALGORITHMS])
+    if cfg.algorithm.name == "choco":
+        _choice("algorithm.compressor", "compressor", cfg.algorithm.compressor, COMPRESSORS)
+    _choice("algorithm.gossip", "gossip scheme", cfg.algorithm.gossip, SCHEMES)
+    t = cfg.topology
+    if t.name == "file" and t.edge_file is None and t.matrix_file is None:
+        raise ConfigError("topology.name = 'file' needs topology.edge_file and/or topology.matrix_file")
+
+
+def load_data(cfg: Config) -> Dataset:
+    d = cfg.data
+    if d.dataset == "synthetic":
+        return load_dataset(
+            "synthetic", num_train=d.synthetic_train, num_test=d.synthetic_test,
+            num_classes=d.synthetic_classes, shape=tuple(d.synthetic_shape),
+            noise=d.synthetic_noise, seed=cfg.seeds.data,
+        )
+    return load_dataset(d.dataset, root=d.root, download=d.download, verify=d.verify)
+
+
+def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
+    """Load (or reuse) the dataset, partition it, build the topology, check cross-field limits."""
+    check_names(cfg)
+    if cfg.engine.threads:
+        torch.set_num_threads(cfg.engine.threads)
+    device = resolve_device(cfg.engine.device)
+    ds = dataset if dataset is not None else load_data(cfg)
+    m = cfg.topology.nodes
+    part = partition(
+        ds.y_train.cpu().numpy(), m, cfg.data.partition, seed=cfg.seeds.data,
+        samples_per_node=cfg.data.samples_per_node, alpha=cfg.data.alpha,
+        shards_per_node=cfg.data.shards_per_node, num_classes=ds.num_classes,
+    )
+    smallest = int(part.sizes.min())
+    if cfg.optim.batch_size > smallest:
+        raise ConfigError(
+            f"optim.batch_size = {cfg.optim.batch_size} is larger than the smallest node's data "
+            f"({smallest} samples); lower the batch size, use fewer nodes or raise "
+            "data.samples_per_node"
+        )
+    t = cfg.topology
+    topo = build_topology(
+        t.name, m, mixing=t.mixing, laziness=t.laziness, seed=t.seed, er_p=t.er_p,
+        shape=tuple(t.shape) if t.shape else None, edge_file=t.edge_file,
+        matrix_file=t.matrix_file,
+    )
+    if topo.nodes != m:
+        raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
+    if cfg.algorithm.name != "centralized":  # fail early on a gossip scheme the topology can't run
+        gossip = build_gossip(cfg.algorithm.gossip, topo, cfg.algorithm.gossip_steps)
+        if cfg.algorithm.name in MORE_ALGORITHMS:  # and on options the algorithm refuses
+            build_stateful(cfg.algorithm.name, m, gossip, cfg.algorithm, cfg.train.iterations)
+    augment = ds.augment if cfg.data.augment is None else cfg.data.augment
+    if augment and len(ds.input_shape) != 3:
+        raise ConfigError("data.augment needs image data [C, H, W]")
+    build_model_for(cfg, ds)  # fail early on a bad model config, before any training
+    return Setup(cfg=cfg, dataset=ds.to(device), partition=part, topology=topo, device=device,
+                 augment=augment)
+
+
+def build_model_for(cfg: Config, ds: Dataset) -> torch.nn.Module:
+    """The model template, initialised from the init seed only (global RNG left untouched)."""
+    m = cfg.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seeds.init)
+        return build_model(m.name, ds.input_shape, ds.num_classes, hidden=tuple(m.hidden),
+                           width=m.width, gn_groups=m.gn_groups)

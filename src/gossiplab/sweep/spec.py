@@ -1,0 +1,428 @@
+"""Sweep files: a base config, grid axes (Cartesian product), zipped axes and seeds, expanded into
+the list of runs to do. Each run is identified by the hash of its resolved config.
+
+```toml
+[sweep]
+name = "q-vs-topology"
+seeds = [0, 1, 2]          # or an int: range(seeds); each seed s sets seeds.data/init/sampling = s
+baseline = true            # add the centralized run once per combination of the other axes
+
+[base]                     # any config (same sections as `gossiplab run --config`)
+train.iterations = 1500
+
+[grid]                     # Cartesian product, in file order
+"algorithm.gossip_steps" = [1, 2, 4, 8]
+"topology.name" = ["ring", "torus"]
+
+[[zip]]                    # keys that vary together (equal-length lists)
+"optim.lr" = [0.1, 0.05]
+"optim.batch_size" = [16, 32]
+```
+
+Inside a sweep every run trains one algorithm (``algorithm.compare_centralized = false``). A
+centralized run does not depend on the topology (except the node count m) or on the gossip keys,
+and DSGD-MGS with Q = 0 (local SGD) not on the topology, so those keys are reset to their defaults
+for them: points that differ only there hash identically and run once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gossiplab.config import (
+    AlgorithmConfig,
+    Config,
+    apply_override,
+    check_keys,
+    from_dict,
+    merge,
+    parse_value,
+    read_toml,
+    shown,
+)
+from gossiplab.errors import ConfigError
+
+SWEEP_KEYS = {"name", "description", "config", "seeds", "seed_keys", "baseline", "expected"}
+# expected: free text, how long the sweep took where it was measured (`gossiplab packs` shows it)
+TOP_LEVEL = {"sweep", "base", "grid", "zip"}
+SEED_KEYS = ("data", "init", "sampling")
+
+# Keys a centralized run keeps from the topology/algorithm sections; every other key of those two
+# sections does not change a centralized run and is reset to its default.
+BASELINE_KEEPS = frozenset({"topology.nodes", "algorithm.name", "algorithm.compare_centralized"})
+BASELINE_SECTIONS = ("topology", "algorithm")
+
+# Columns every results store indexes, whatever a sweep varies.
+CORE_KEYS = ("algorithm.name", "data.dataset", "model.name", "topology.name", "topology.nodes",
+             "algorithm.gossip_steps", "seeds.data", "seeds.init", "seeds.sampling")
+
+
+def baseline_ignores(key: str) -> bool:
+    """True when ``key`` has no effect on a centralized run (topology and gossip keys)."""
+    return key.split(".", 1)[0] in BASELINE_SECTIONS and key not in BASELINE_KEEPS
+
+
+def local_ignores(key: str) -> bool:
+    """True when ``key`` has no effect on DSGD-MGS with Q = 0 (local SGD: nodes never talk)."""
+    return (key.startswith("topology.") and key != "topology.nodes") or key == "algorithm.gossip"
+
+
+def ignores(config: dict[str, Any], key: str) -> bool:
+    """True when ``key`` cannot change the run ``config`` describes (so it is normalised away)."""
+    algo = get_dotted(config, "algorithm.name")
+    if algo == "centralized":
+        return baseline_ignores(key)
+    if algo in (None, "dsgd_mgs") and get_dotted(config, "algorithm.gossip_steps") == 0:
+        return local_ignores(key)
+    return False
+
+
+def normalise_baseline(raw: dict[str, Any]) -> dict[str, Any]:
+    """A centralized config with the keys it ignores reset to their defaults."""
+    out = merge(raw, {})
+    nodes = out.get("topology", {}).get("nodes")
+    out["topology"] = {} if nodes is None else {"nodes": nodes}
+    out["algorithm"] = {"name": "centralized", "compare_centralized": False}
+    return out
+
+
+def normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    """Reset the keys a run ignores, so that runs which compute the same thing hash the same:
+    centralized runs (topology and gossip keys) and DSGD-MGS with Q = 0 (topology keys)."""
+    algo = get_dotted(raw, "algorithm.name")
+    if algo == "centralized":
+        return normalise_baseline(raw)
+    if algo in (None, "dsgd_mgs") and get_dotted(raw, "algorithm.gossip_steps") == 0:
+        out = merge(raw, {})
+        nodes = out.get("topology", {}).get("nodes")
+        out["topology"] = {} if nodes is None else {"nodes": nodes}
+        out.get("algorithm", {}).pop("gossip", None)
+        return out
+    return raw
+
+
+def get_dotted(d: dict[str, Any], key: str) -> Any:
+    node: Any = d
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def param_value(config: dict[str, Any], key: str) -> Any:
+    """The value of ``key`` for a run, None where the run ignores it (see :func:`ignores`)."""
+    if ignores(config, key):
+        return None
+    return get_dotted(config, key)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    config: Config
+    run_id: str
+    params: dict[str, Any]  # swept key -> value (None where the run ignores the key)
+
+    @property
+    def algorithm(self) -> str:
+        return self.config.algorithm.name
+
+    @property
+    def iterations(self) -> int:
+        return self.config.train.iterations
+
+
+@dataclass
+class Expansion:
+    points: list[SweepPoint]
+    duplicates: int  # points that hashed to an earlier point (mostly normalised baselines)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.points:
+            out[p.algorithm] = out.get(p.algorithm, 0) + 1
+        return out
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    zips: list[dict[str, list[Any]]] = field(default_factory=list)
+    seeds: list[int] | None = None
+    seed_keys: tuple[str, ...] = SEED_KEYS
+    baseline: bool = False
+    description: str = ""
+    source: str = ""  # the sweep file's text, kept with the results
+    path: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"sweep file {self.path}" if self.path else "sweep"
+
+    def axes(self) -> list[str]:
+        """Every key the sweep varies, seeds included."""
+        keys = list(self.grid)
+        for z in self.zips:
+            keys += list(z)
+        if self.seeds is not None:
+            keys += [f"seeds.{k}" for k in self.seed_keys]
+        return keys
+
+    def indexed_keys(self) -> list[str]:
+        return list(dict.fromkeys([*CORE_KEYS, *self.axes()]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "base": self.base,
+                "grid": self.grid, "zip": self.zips, "seeds": self.seeds,
+                "seed_keys": list(self.seed_keys), "baseline": self.baseline}
+
+    def spec_hash(self) -> str:
+        import hashlib
+        blob = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # -- command-line changes ------------------------------------------------------------------
+
+    def narrowed(self, *, overrides: list[str] = (), seeds: int | None = None,
+                 where: list[str] = ()) -> SweepSpec:
+        """This sweep changed from the command line, without editing its file: ``overrides``
+        (``key=value``, TOML values, as ``gossiplab run --set``) go into every run's base;
+        ``seeds = N`` runs seeds 0..N-1; each ``where`` (``key=v1,v2``) keeps only those values of
+        a grid or zip axis (for a zip, the positions where the key has one of them). The result
+        is another sweep (its own spec hash); runs it shares with the full sweep keep their ids,
+        so their stored results are reused."""
+        import copy
+
+        axes = set(self.grid) | {k for z in self.zips for k in z}
+        base = copy.deepcopy(self.base)
+        for assignment in overrides:
+            key = assignment.split("=", 1)[0].strip()
+            if key in axes:
+                raise ConfigError(f"--set {key}: is an axis of this sweep; keep some of its values "
+                                  f"with --where {key}=VALUE[,VALUE...]")
+            if key.startswith("seeds.") and self.seeds is not None and key[6:] in self.seed_keys:
+                raise ConfigError(f"--set {key}: the sweep sets the seeds; use --seeds N")
+            apply_override(base, assignment)
+        try:
+            check_keys(base)
+        except ConfigError as e:
+            raise ConfigError(f"--set: {e}") from None
+        grid = {k: list(v) for k, v in self.grid.items()}
+        zips = [{k: list(v) for k, v in z.items()} for z in self.zips]
+        for clause in where:
+            if "=" not in clause:
+                raise ConfigError(f"--where expects key=value[,value...], got '{shown(clause)}'")
+            key, text = (t.strip() for t in clause.split("=", 1))
+            wanted = [parse_value(v.strip()) for v in text.split(",") if v.strip()]
+            if key not in axes:
+                listed = ", ".join(sorted(axes)) or "none"
+                raise ConfigError(f"--where {shown(key)}: not an axis of this sweep (axes: {listed})")
+            values = grid[key] if key in grid else next(z[key] for z in zips if key in z)
+            missing = [w for w in wanted if w not in values]
+            if missing or not wanted:
+                raise ConfigError(f"--where {key}: {', '.join(map(shown, missing)) or 'no value'} "
+                                  f"not among its values {values}")
+            if key in grid:
+                grid[key] = [v for v in values if v in wanted]
+            else:
+                z = next(z for z in zips if key in z)
+                keep = [i for i, v in enumerate(z[key]) if v in wanted]
+                for k in z:
+                    z[k] = [z[k][i] for i in keep]
+        if seeds is not None and seeds < 1:
+            raise ConfigError("--seeds must be >= 1")
+        return SweepSpec(name=self.name, base=base, grid=grid, zips=zips,
+                         seeds=list(range(seeds)) if seeds is not None else self.seeds,
+                         seed_keys=self.seed_keys, baseline=self.baseline,
+                         description=self.description, source=self.source, path=self.path)
+
+    # -- expansion -----------------------------------------------------------------------------
+
+    def _assignments(self) -> list[dict[str, Any]]:
+        """Axis values of every grid x zip combination, before seeds (file order, last fastest)."""
+        blocks: list[list[dict[str, Any]]] = []
+        for key, values in self.grid.items():
+            blocks.append([{key: v} for v in values])
+        for z in self.zips:
+            n = len(next(iter(z.values())))
+            blocks.append([{k: vs[i] for k, vs in z.items()} for i in range(n)])
+        return [dict(kv for d in combo for kv in d.items()) for combo in itertools.product(*blocks)]
+
+    def expand(self) -> Expansion:
+        seeds: list[int | None] = list(self.seeds) if self.seeds is not None else [None]
+        points: list[SweepPoint] = []
+        seen: set[str] = set()
+        duplicates = 0
+        combos = self._assignments()
+        for seed in seeds:  # seeds outermost: an interrupted sweep has whole grids for the first seeds
+            for combo in combos:
+                raw = merge(self.base, {})
+                for k, v in combo.items():
+                    set_dotted(raw, k, v)
+                if seed is not None:
+                    for k in self.seed_keys:
+                        set_dotted(raw, f"seeds.{k}", seed)
+                set_dotted(raw, "algorithm.compare_centralized", False)
+                algo = get_dotted(raw, "algorithm.name") or AlgorithmConfig().name
+                # the baseline first: its reference line exists as soon as any point is done
+                variants = [normalise_baseline(raw), raw] if self.baseline and algo != "centralized" \
+                    else [raw]
+                for r in variants:
+                    p = self._point(r, combo, seed)
+                    if p.run_id in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(p.run_id)
+                    points.append(p)
+        return Expansion(points, duplicates)
+
+    def _point(self, raw: dict[str, Any], combo: dict[str, Any], seed: int | None) -> SweepPoint:
+        raw = normalise(raw)
+        try:
+            cfg = from_dict(raw)
+        except ConfigError as e:
+            at = ", ".join(f"{k}={json.dumps(v)}" for k, v in combo.items())
+            seed_s = f" seed={seed}" if seed is not None else ""
+            raise ConfigError(f"{self.where}: point {{{at}}}{seed_s}: {e}") from None
+        resolved = cfg.to_dict()
+        params = {k: param_value(resolved, k) for k in self.axes()}
+        return SweepPoint(config=cfg, run_id=cfg.config_hash(), params=params)
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+
+def _axis_table(raw: Any, where: str, what: str) -> dict[str, list[Any]]:
+    """Flatten a grid/zip table to {dotted key: list of values}; check keys and lists."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [{what}] must be a table of key = [values]")
+    out: dict[str, list[Any]] = {}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(v, f"{key}.")
+            elif isinstance(v, list):
+                if not v:
+                    raise ConfigError(f"{where}: {what} axis '{key}' has no values")
+                out[key] = v
+            else:
+                raise ConfigError(f"{where}: {what} axis '{key}' must be a list of values "
+                                  f"(got {v!r}); put fixed values in [base]")
+
+    walk(raw, "")
+    for key, values in out.items():
+        nested: dict[str, Any] = {}
+        set_dotted(nested, key, values[0])
+        try:
+            check_keys(nested)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {what} axis: {e}") from None
+        if key.count(".") != 1:
+            raise ConfigError(f"{where}: {what} axis '{key}' must be 'section.key'")
+    return out
+
+
+def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "") -> SweepSpec:
+    where = f"sweep file {path}" if path else "sweep"
+    unknown = set(raw) - TOP_LEVEL
+    if unknown:
+        raise ConfigError(f"{where}: unknown table(s) {sorted(unknown)}; a sweep file has "
+                          "[sweep], [base], [grid] and [[zip]]")
+    meta = raw.get("sweep", {})
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: [sweep] must be a table")
+    bad = set(meta) - SWEEP_KEYS
+    if bad:
+        raise ConfigError(f"{where}: unknown [sweep] key(s) {sorted(bad)} "
+                          f"(known: {', '.join(sorted(SWEEP_KEYS))})")
+    base: dict[str, Any] = {}
+    if "config" in meta:
+        cfg_path = Path(meta["config"])
+        if path and not cfg_path.is_absolute():
+            cfg_path = Path(path).parent / cfg_path
+        base = read_toml(cfg_path)
+    base = merge(base, raw.get("base", {}))
+    try:
+        check_keys(base)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: [base]: {e}") from None
+
+    grid = _axis_table(raw.get("grid", {}), where, "grid")
+    zraw = raw.get("zip", [])
+    zraw = [zraw] if isinstance(zraw, dict) else zraw
+    if not isinstance(zraw, list):
+        raise ConfigError(f"{where}: zip must be a table or an array of tables ([[zip]])")
+    zips = [_axis_table(z, where, "zip") for z in zraw]
+    seen = set(grid)
+    if "algorithm.compare_centralized" in grid or any("algorithm.compare_centralized" in z for z in zips):
+        raise ConfigError(f"{where}: algorithm.compare_centralized is false inside a sweep; "
+                          "set sweep.baseline = true to add centralized runs")
+    for z in zips:
+        lengths = {k: len(v) for k, v in z.items()}
+        if len(set(lengths.values())) > 1:
+            raise ConfigError(f"{where}: zipped axes need lists of equal length, got {lengths}")
+        for k in z:
+            if k in seen:
+                raise ConfigError(f"{where}: axis '{k}' appears more than once")
+            seen.add(k)
+
+    seeds = meta.get("seeds")
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int | list):
+            raise ConfigError(f"{where}: sweep.seeds must be an int (count) or a list of ints")
+        if isinstance(seeds, int):
+            if seeds < 1:
+                raise ConfigError(f"{where}: sweep.seeds must be >= 1")
+            seeds = list(range(seeds))
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"{where}: sweep.seeds must be a non-empty list of ints")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{where}: sweep.seeds has repeated values")
+    seed_keys = tuple(meta.get("seed_keys", SEED_KEYS))
+    if not seed_keys or any(k not in SEED_KEYS for k in seed_keys):
+        raise ConfigError(f"{where}: sweep.seed_keys must be a subset of {list(SEED_KEYS)}")
+    if seeds is not None:
+        for k in seed_keys:
+            if f"seeds.{k}" in seen:
+                raise ConfigError(f"{where}: seeds.{k} is both an axis and set by sweep.seeds")
+    baseline = meta.get("baseline", False)
+    if not isinstance(baseline, bool):
+        raise ConfigError(f"{where}: sweep.baseline must be true or false")
+    name = meta.get("name") or (Path(path).stem if path else "sweep")
+    return SweepSpec(name=str(name), base=base, grid=grid, zips=zips, seeds=seeds,
+                     seed_keys=seed_keys, baseline=baseline,
+                     description=str(meta.get("description", "")), source=source, path=path)
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    raw = read_toml(path)
+    return parse_sweep(raw, path=str(path), source=path.read_text())
+

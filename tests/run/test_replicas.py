@@ -1,0 +1,97 @@
+"""Independent runs trained as replicas of one node matrix give the histories and summaries of the
+same runs made one by one: bitwise on CPU (the bmm backend computes every model in its own
+batch entry, and every per-replica step runs on that replica's rows with the single run's
+kernels)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gossiplab.config import from_dict
+from gossiplab.run.replicas import group_key, run_replicas
+from gossiplab.run.runner import run_experiment
+from gossiplab.setup import load_data, prepare
+from run_outputs import strip
+
+BASE = {"data": {"dataset": "digits", "partition": "dirichlet", "alpha": 0.1, "samples_per_node": 40},
+        "topology": {"nodes": 8}, "model": {"name": "mlp", "hidden": [16]},
+        "optim": {"lr": 0.1, "batch_size": 8}, "train": {"iterations": 60},
+        "eval": {"every": 20, "node_samples": 100}, "engine": {"threads": 1},
+        "algorithm": {"compare_centralized": False}}
+
+
+def _cfg(**changes):
+    raw = json.loads(json.dumps(BASE))
+    for key, value in changes.items():
+        section, name = key.split("__")
+        raw.setdefault(section, {})[name] = value
+    return from_dict(raw)
+
+
+def _check_equal(cfgs):
+    torch.set_num_threads(1)
+    ds = load_data(cfgs[0])
+    alone = [run_experiment(c, setup=prepare(c, ds)) for c in cfgs]
+    together = run_replicas(cfgs, [prepare(c, ds) for c in cfgs])
+    for a, b in zip(alone, together, strict=True):
+        assert strip(a) == strip(b)
+    return alone
+
+
+def _seeds(s):
+    return {"seeds__data": s, "seeds__init": s, "seeds__sampling": s}
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_replicas_with_other_seeds_q_topology_and_scheme_equal_the_runs_alone(momentum):
+    cfgs = [_cfg(**_seeds(0), optim__momentum=momentum),
+            _cfg(**_seeds(1), algorithm__gossip_steps=4, topology__name="torus", optim__momentum=momentum),
+            _cfg(**_seeds(2), algorithm__gossip_steps=0, optim__momentum=momentum),
+            _cfg(**_seeds(3), algorithm__gossip_steps=3, algorithm__gossip="chebyshev",
+                 topology__name="exponential", optim__momentum=momentum)]
+    alone = _check_equal(cfgs)
+    finals = {json.dumps(s["final"]["avg_model"]) for s in alone}
+    assert len(finals) == len(cfgs)  # the runs really differ
+
+
+def test_replicas_with_other_learning_rates_and_one_diverging_equal_the_runs_alone():
+    cfgs = [_cfg(**_seeds(0)), _cfg(**_seeds(1), optim__lr=0.05), _cfg(**_seeds(2), optim__lr=1e30)]
+    alone = _check_equal(cfgs)
+    assert [s["status"] for s in alone] == ["ok", "ok", "diverged"]
+
+
+def test_centralized_replicas_equal_the_runs_alone():
+    _check_equal([_cfg(**_seeds(s), algorithm__name="centralized") for s in range(3)])
+
+
+def test_group_key_ignores_only_shape_free_values():
+    key = group_key(_cfg().to_dict())
+    for same in (_cfg(**_seeds(5)), _cfg(optim__lr=0.3), _cfg(algorithm__gossip_steps=7),
+                 _cfg(topology__name="torus"), _cfg(data__alpha=1.0)):
+        assert group_key(same.to_dict()) == key
+    for other in (_cfg(optim__batch_size=4), _cfg(model__hidden=[8]), _cfg(topology__nodes=4),
+                  _cfg(train__iterations=70), _cfg(algorithm__name="centralized"),
+                  _cfg(eval__every=10)):
+        assert group_key(other.to_dict()) != key
+    synth = {"data__dataset": "synthetic"}
+    assert group_key(_cfg(**synth, seeds__data=1).to_dict()) != group_key(_cfg(**synth).to_dict())
+
+
+def test_plan_groups_balances_the_workers():
+    from gossiplab.sweep.scheduler import plan_groups
+    from gossiplab.sweep.spec import parse_sweep
+
+    spec = parse_sweep({"sweep": {"seeds": 3, "baseline": True},
+                        "base": {"train": {"iterations": 10}, "topology": {"nodes": 4}},
+                        "grid": {"algorithm": {"gossip_steps": [1, 2, 4, 8]},
+                                 "topology": {"name": ["ring", "torus"]}}})
+    points = spec.expand().points
+    groups = plan_groups(points, slots=2, max_replicas=8)
+    assert sorted(p.run_id for g in groups for p in g) == sorted(p.run_id for p in points)
+    sizes = [len(g) for g in groups]
+    assert sizes == [6, 6, 6, 6, 2, 1]  # 24 dsgd in 4 chunks of <= 8, then 3 centralized
+    for g in groups:
+        assert len({group_key(p.config.to_dict()) for p in g}) == 1
