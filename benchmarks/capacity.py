@@ -223,7 +223,9 @@ def sweep(repeats: int, baseline: Path | None, pack: str = "configs/quick-digits
             for name, (src, extra) in variants.items():
                 db = Path(tmp) / f"{i}-{len(res[name])}-{abs(hash(name))}.sqlite"
                 t0 = load()
-                r, wall, cpu = sh([PY, "-m", "gossiplab", "sweep", pack, "--jobs", "2", "--db",
+                # (an older checkout reads its own copy of the pack: same runs, its own keys)
+                file = str(src.parent / pack) if src is not None else pack
+                r, wall, cpu = sh([PY, "-m", "gossiplab", "sweep", file, "--jobs", "2", "--db",
                                    str(db), "-q", *extra], src)
                 if r.returncode:
                     raise RuntimeError(f"sweep {name}: {r.stderr[-800:]}")

@@ -105,3 +105,23 @@ def test_aggregate_mean_std_and_t_interval():
     assert c.half == pytest.approx(4.302652729911275 / 3 ** 0.5)  # t_{0.975, 2} * s / sqrt(n)
     assert aggregate([5.0], "ci95").half == 0 and aggregate([], "std").n == 0
     assert aggregate([1.0, float("nan"), 3.0], "std").n == 2
+
+
+def test_two_seed_report_says_so_and_keeps_intervals_in_range(results, tmp_path):
+    """The fixture has 2 seeds: every figure and the table say so; accuracy intervals stay in
+    [0, 1], positive quantities' above 0; the consensus figure starts after iteration 0."""
+    rep = build_report(results, tmp_path / "few")
+    data = json.loads((tmp_path / "few" / "report.json").read_text())
+    for row in data["summary"]:
+        acc, cons = row["test_acc"], row["consensus_distance"]
+        assert acc["few_seeds"] and acc["n"] == 2
+        assert 0.0 <= acc["interval"][0] <= acc["interval"][1] <= 1.0
+        if cons["interval"] is not None and cons["mean"] > 0:
+            assert cons["interval"][0] >= 0.0
+    assert all("fewer than 3 seeds" in f["caption"] for f in rep.figures)
+    page = rep.html.read_text()
+    assert "(n=2)" in page and "fewer than 3 seeds" in page
+    assert "consensus" in {f["name"] for f in rep.figures}
+    svg = (tmp_path / "few" / "figures" / "consensus.svg").read_text()
+    assert "iteration 0 is left out" in next(f["caption"] for f in rep.figures if f["name"] == "consensus")
+    assert svg

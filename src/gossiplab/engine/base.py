@@ -10,7 +10,7 @@ import torch
 from gossiplab.accounting import Ledger, networks_from_config
 from gossiplab.algorithms import Algorithm, build_algorithm
 from gossiplab.data.datasets import Dataset
-from gossiplab.engine.nodestack import BACKENDS, NodeStack, bmm_supported, choose_backend
+from gossiplab.engine.nodestack import BACKENDS, NodeStack, all_finite, bmm_supported, choose_backend
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.engine.runtime import tune_malloc
 from gossiplab.errors import ConfigError, Diverged
@@ -90,7 +90,7 @@ class TrainingEngine:
         return self.schedule(self.iteration)
 
     def check_finite(self) -> None:
-        if not bool(torch.isfinite(self.stack.params).all()):
+        if not all_finite(self.stack.params):
             raise Diverged(self.iteration, "parameters")
 
     def state_dict(self) -> dict:

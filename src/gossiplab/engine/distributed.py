@@ -29,6 +29,7 @@ from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.comm import Comm
 from gossiplab.engine.exchange import DistributedNetwork
+from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.p2p import NeighbourMixer
 from gossiplab.errors import ConfigError, Diverged
 from gossiplab.metrics import Evaluator, scored_nodes
@@ -130,7 +131,7 @@ class DistributedEngine(TrainingEngine):
         return self.stack.params
 
     def check_finite(self) -> None:
-        ok = torch.tensor([float(bool(torch.isfinite(self.stack.params).all()))], device=self.device)
+        ok = torch.tensor([float(all_finite(self.stack.params))], device=self.device)
         self.comm.all_reduce(ok, f"iteration {self.iteration} (finite check)", op="min")
         if ok.item() < 1:
             raise Diverged(self.iteration, "parameters")

@@ -27,7 +27,8 @@ from gossiplab.report.data import (
     group,
     load_results,
 )
-from gossiplab.report.figures import FIGURES, Skip, plt
+from gossiplab.report.figures import FIGURES, Skip, min_seeds, plt
+from gossiplab.report.intervals import FEW_NOTE, FEW_SEEDS
 from gossiplab.sweep.store import ResultsStore
 
 SUMMARY_METRICS = ("test_acc", "train_acc", "gen_gap_acc", "gen_gap_loss", "gen_gap_loss_matched",
@@ -57,14 +58,16 @@ def summary_table(res: Results) -> tuple[list[str], list[list[Any]], list[dict[s
     groups = group(res.ok, keys)
     for values in sorted(groups, key=lambda t: [("" if v is None else str(v)) for v in t]):
         runs = groups[values]
-        aggs = {m: aggregate((r.final[m] for r in runs), res.interval) for m in SUMMARY_METRICS}
+        aggs = {m: res.agg(runs, m) for m in SUMMARY_METRICS}
         wall = aggregate((r.wall_seconds or float("nan") for r in runs), "std")
         rows.append([*("-" if v is None else v for v in values), len(runs),
                      *[aggs[m].fmt(4 if m != "consensus_distance" else 6) for m in SUMMARY_METRICS],
                      f"{wall.mean:.1f}"])
         records.append({"config": dict(zip(keys, values, strict=True)), "seeds": len(runs),
                         "runs": [r.id for r in runs],
-                        **{m: {"mean": aggs[m].mean, "half_width": aggs[m].half, "n": aggs[m].n}
+                        **{m: {"mean": aggs[m].mean, "half_width": aggs[m].half, "n": aggs[m].n,
+                               "interval": [aggs[m].lo, aggs[m].hi] if aggs[m].n > 1 else None,
+                               "few_seeds": aggs[m].few}
                            for m in SUMMARY_METRICS}})
     return header, rows, records, len(keys)
 
@@ -97,6 +100,9 @@ def build_report(db: str | Path, out: str | Path | None = None, *, sweep: str | 
                 report.skipped.append({"name": name, "title": title, "reason": str(s)})
                 continue
             for f in figs:
+                n = min_seeds(f.fig)
+                if n is not None and n < FEW_SEEDS:
+                    f.caption += f" Note: {FEW_NOTE} (n = {n} here)."
                 png, svg = figdir / f"{f.name}.png", figdir / f"{f.name}.svg"
                 _save(f.fig, png, svg)
                 report.figures.append({"name": f.name, "title": f.title, "caption": f.caption,
@@ -125,7 +131,10 @@ def build_report(db: str | Path, out: str | Path | None = None, *, sweep: str | 
                 ["figures", f"{len(report.figures)} drawn, {len(report.skipped)} skipped"],
             ],
             "varied": res.varied(),
-            "interval": INTERVALS[interval],
+            "interval": INTERVALS[interval] + " (accuracies clipped to [0, 1]; losses and "
+                        "distances on the log scale, so never below 0)"
+                        + (f"; (n=k) marks a summary over fewer than {FEW_SEEDS} seeds: its "
+                           "interval is unreliable" if any(r[left] < FEW_SEEDS for r in rows) else ""),
             "figures": report.figures,
             "skipped": report.skipped,
             "summary_header": header,

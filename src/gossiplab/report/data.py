@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gossiplab.report.intervals import Interval, kind_of, ranged
 from gossiplab.sweep.spec import flatten, ignores
 from gossiplab.sweep.store import ResultsStore
 
@@ -181,8 +182,10 @@ class Results:
         for i in missing:
             self._curves.setdefault(i, [])
 
-    def agg(self, runs: Iterable[Run], metric: str) -> Aggregate:
-        return aggregate((r.final.get(metric, math.nan) for r in runs), self.interval)
+    def agg(self, runs: Iterable[Run], metric: str) -> Interval:
+        """Mean over the runs (seeds) of a final metric, with an interval inside the metric's
+        range (report/intervals.py)."""
+        return ranged((r.final.get(metric, math.nan) for r in runs), kind_of(metric), self.interval)
 
 
 def _params(config: dict[str, Any]) -> dict[str, Any]:

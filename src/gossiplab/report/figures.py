@@ -1,6 +1,8 @@
 """The report's figures, each a function in FIGURES that draws from the results or raises
 :class:`Skip` with the reason the swept axes do not support it. Adding a figure is one decorated
-function. Lines are means over seeds; bands are the report's interval (std or 95% CI)."""
+function. Lines are means over seeds; bands are the report's interval (std or 95% CI), kept
+inside each quantity's range (report/intervals.py); a figure with a summary over fewer than 3
+seeds says so."""
 
 from __future__ import annotations
 
@@ -19,13 +21,12 @@ from gossiplab.report.data import (  # noqa: E402
     METRICS,
     Q_KEY,
     TOPOLOGY_KEY,
-    Aggregate,
     Results,
     Run,
-    aggregate,
     matches,
     record_value,
 )
+from gossiplab.report.intervals import FEW_NOTE, FEW_SEEDS, Interval, ranged
 from gossiplab.sweep.spec import baseline_ignores  # noqa: E402
 
 MAX_ROWS = 4  # panel rows (slices of the other varied axes) per figure
@@ -125,24 +126,56 @@ def panels(rows: int, cols: int, w: float = 4.3, h: float = 3.1):
     return fig, axes
 
 
-def band(ax, xs: list[float], aggs: list[Aggregate], **kw) -> None:
+# Successive lines of one panel differ in marker and dash as well as colour, so lines that
+# coincide (ring and torus at large Q) stay visible; a line equal to an earlier one says so.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+DASHES = ("-", (0, (5, 2)), (0, (2, 1.5)), (0, (6, 2, 1.5, 2)), (0, (1, 1)))
+
+
+def note_seeds(fig, n: int) -> None:
+    """Remember the smallest seed count a figure summarises (see :func:`finish`)."""
+    if n > 0:
+        fig._gossiplab_min_seeds = min(getattr(fig, "_gossiplab_min_seeds", n), n)
+
+
+def min_seeds(fig) -> int | None:
+    return getattr(fig, "_gossiplab_min_seeds", None)
+
+
+def band(ax, xs: list[float], aggs: list[Interval], **kw) -> None:
     pts = [(x, a) for x, a in zip(xs, aggs, strict=True) if a.n > 0 and math.isfinite(a.mean)]
     if not pts:
         return
     x = np.array([p[0] for p in pts], dtype=float)
     m = np.array([p[1].mean for p in pts])
-    h = np.nan_to_num(np.array([p[1].half for p in pts]))
-    (line,) = ax.plot(x, m, marker="o", ms=3.5, lw=1.6, **kw)
-    if h.any():
-        ax.fill_between(x, m - h, m + h, color=line.get_color(), alpha=0.18, lw=0)
+    lo = np.array([p[1].lo if p[1].n > 1 else p[1].mean for p in pts])
+    hi = np.array([p[1].hi if p[1].n > 1 else p[1].mean for p in pts])
+    for _, a in pts:
+        note_seeds(ax.figure, a.n)
+    k = len([ln for ln in ax.get_lines() if ln.get_label() and not ln.get_label().startswith("_")])
+    label = kw.pop("label", None)
+    if label is not None:
+        for other in ax.get_lines():
+            ox, oy = (np.asarray(v, dtype=float) for v in other.get_data())
+            if (other.get_label() and not other.get_label().startswith("_") and ox.shape == x.shape
+                    and np.allclose(ox, x) and np.allclose(oy, m, rtol=1e-9, atol=1e-12)):
+                label = f"{label} (= {other.get_label()})"
+                break
+    kw.setdefault("marker", MARKERS[k % len(MARKERS)])
+    kw.setdefault("ls", DASHES[k % len(DASHES)])
+    (line,) = ax.plot(x, m, ms=4.5 if k == 0 else 3.5, lw=1.6, alpha=0.9, mfc="none" if k % 2 else None,
+                      label=label, **kw)
+    if (hi > lo).any():
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
 
 
-def reference(ax, a: Aggregate, label: str = "centralized") -> None:
+def reference(ax, a: Interval, label: str = "centralized") -> None:
     if a.n == 0 or not math.isfinite(a.mean):
         return
+    note_seeds(ax.figure, a.n)
     ax.axhline(a.mean, color="black", ls="--", lw=1.2, label=label)
-    if a.n > 1 and a.half > 0:
-        ax.axhspan(a.mean - a.half, a.mean + a.half, color="black", alpha=0.08, lw=0)
+    if a.n > 1 and a.hi > a.lo:
+        ax.axhspan(a.lo, a.hi, color="black", alpha=0.08, lw=0)
 
 
 def set_axis(ax, values: list[Any], label: str, axis: str = "x") -> None:
@@ -160,7 +193,9 @@ def set_axis(ax, values: list[Any], label: str, axis: str = "x") -> None:
 
 
 def finish(fig, axes, title: str) -> None:
-    fig.suptitle(title, fontsize=11)
+    few = (min_seeds(fig) or FEW_SEEDS) < FEW_SEEDS
+    fig.suptitle(title + (f"\n({FEW_NOTE}: n = {min_seeds(fig)})" if few else ""), fontsize=11,
+                 color="black")
     handles: dict[str, Any] = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -169,22 +204,28 @@ def finish(fig, axes, title: str) -> None:
     if handles:
         fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 6),
                    fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 0.93 if few else 0.96))
 
 
 def colours(n: int, cmap: str = "viridis") -> list:
     return [plt.get_cmap(cmap)(v) for v in np.linspace(0.05, 0.85, max(n, 1))]
 
 
-def mean_curve(res: Results, runs: list[Run], path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over runs (seeds) of a metric against iteration."""
+def curve_intervals(res: Results, runs: list[Run], path: str, kind: str = "positive"
+                    ) -> tuple[np.ndarray, list[Interval]]:
+    """Per evaluated iteration, the mean over runs (seeds) of a metric with its interval."""
     by_it: dict[int, list[float]] = {}
     for r in runs:
         for rec in res.curves(r.id):
             by_it.setdefault(int(rec["iteration"]), []).append(record_value(rec, path))
-    its = np.array(sorted(by_it), dtype=float)
-    vals = np.array([np.nanmean(by_it[int(i)]) if by_it[int(i)] else np.nan for i in its])
-    return its, vals
+    its = sorted(by_it)
+    return np.array(its, dtype=float), [ranged(by_it[i], kind, res.interval) for i in its]
+
+
+def mean_curve(res: Results, runs: list[Run], path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (seeds) of a metric against iteration."""
+    its, ivs = curve_intervals(res, runs, path)
+    return its, np.array([a.mean for a in ivs])
 
 
 # -- Q ------------------------------------------------------------------------------------------
@@ -257,9 +298,9 @@ def q_gap_to_centralized(res: Results) -> list[Figure]:
         for j, metric in enumerate(Q_METRICS):
             ax = axes[i][j]
             for col, topo in zip(colours(len(topologies), "tab10"), topologies, strict=True):
-                aggs = [aggregate([r.final[metric] - c.final[metric] for r, c in sub
-                                   if r.value(Q_KEY) == q and matches(r, {TOPOLOGY_KEY: topo})],
-                                  res.interval)
+                aggs = [ranged([r.final[metric] - c.final[metric] for r, c in sub
+                                if r.value(Q_KEY) == q and matches(r, {TOPOLOGY_KEY: topo})],
+                               "signed", res.interval)
                         for q in qs]
                 band(ax, qs, aggs, label=str(topo), color=col)
             ax.axhline(0, color="black", lw=0.9, ls="--")
@@ -291,10 +332,12 @@ def consensus(res: Results) -> list[Figure]:
             for col, q in zip(colours(len(shown)), shown, strict=True):
                 sel = [r for r in runs if matches(r, {**where, TOPOLOGY_KEY: topo})
                        and r.value(Q_KEY) == q]
-                its, vals = mean_curve(res, sel, "consensus_distance")
-                keep = vals > 0
+                its, ivs = curve_intervals(res, sel, "consensus_distance")
+                vals = np.array([a.mean for a in ivs])
+                keep = (vals > 0) & (its > 0)  # iteration 0: one shared init, distance 0 + rounding
                 if keep.any():
-                    ax.plot(its[keep], vals[keep], color=col, lw=1.5, marker=".", ms=3, label=f"Q={q}")
+                    band(ax, list(its[keep]), [a for a, k in zip(ivs, keep, strict=True) if k],
+                         color=col, label=f"Q={q}", marker=".")
                     drawn = True
             ax.set_yscale("log")
             ax.set_xlabel("iteration")
@@ -305,7 +348,9 @@ def consensus(res: Results) -> list[Figure]:
         raise Skip("no positive consensus distance recorded (every run reached exact consensus)")
     finish(fig, axes, "Consensus distance over iterations (mean over seeds)")
     cap = (f"Distance of the node models to their average at each evaluation, for Q in {shown}"
-           " (log scale; Q with exact averaging, consensus distance 0, are not drawn)." + note)
+           f" (log scale; mean over seeds, bands: {interval_text(res)} on the log scale; iteration"
+           " 0 is left out: every node starts from the same model, so its distance is 0 up to"
+           " rounding; Q with exact averaging, consensus distance 0, are not drawn)." + note)
     return [Figure("consensus", "Consensus distance over iterations for several Q", cap, fig)]
 
 
@@ -394,17 +439,18 @@ def training_curves(res: Results) -> list[Figure]:
             for col, q in zip(colours(len(shown)), shown, strict=True):
                 sel = [r for r in runs if matches(r, {**where, TOPOLOGY_KEY: topo})
                        and r.value(Q_KEY) == q]
-                its, vals = mean_curve(res, sel, path)
+                its, ivs = curve_intervals(res, sel, path)
                 if len(its):
-                    ax.plot(its, vals, color=col, lw=1.4, label=f"DSGD-MGS Q={q}")
+                    band(ax, list(its), ivs, color=col, label=f"DSGD-MGS Q={q}", marker=None)
             if ref:
-                its, vals = mean_curve(res, ref, path)
-                ax.plot(its, vals, color="black", ls="--", lw=1.4, label="centralized")
+                its, ivs = curve_intervals(res, ref, path)
+                band(ax, list(its), ivs, color="black", ls="--", marker=None, label="centralized")
             ax.set_xlabel("iteration")
             ax.set_ylabel(f"{label} (averaged model)")
             ax.set_yscale("log")
             title = label_of({TOPOLOGY_KEY: topo} if topo is not None else {})
             ax.set_title(title, fontsize=9)
     finish(fig, axes, "Training curves: train and test loss of the averaged model (mean over seeds)")
-    cap = "Cross-entropy of the averaged model on the union of the nodes' data and on the test set." + note
+    cap = ("Cross-entropy of the averaged model on the union of the nodes' data and on the test set; "
+           f"lines: mean over seeds, bands: {interval_text(res)} (on the log scale)." + note)
     return [Figure("training_curves", "Training curves", cap, fig)]

@@ -135,7 +135,17 @@ def _label(runs: list[StabilityRun]) -> None:
     varying = [k for k in keys if len({json.dumps(r.config.get(k)) for r in runs}) > 1]
     for r in runs:
         parts = [f"{SHORT.get(k, k)}={r.config.get(k)}" for k in varying]
-        r.label = ", ".join(parts) if parts else r.path.name
+        r.label = ", ".join(parts) if parts else describe_config(r.config)
+
+
+DESCRIBED = ("topology.name", "topology.nodes", "algorithm.gossip_steps", "data.samples_per_node")
+
+
+def describe_config(config: dict[str, Any]) -> str:
+    """A run's label from its config when nothing varies between the runs (never the name of its
+    output folder, which says nothing on a figure)."""
+    return ", ".join(f"{SHORT.get(k, k)}={config[k]}" for k in DESCRIBED if config.get(k) is not None) \
+        or "all runs"
 
 
 def _group_key(run: StabilityRun, drop: set[str]) -> str:

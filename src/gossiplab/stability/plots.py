@@ -90,15 +90,35 @@ QUANTITY_TITLES = {
 }
 
 
-def _slope_line(ax, x: np.ndarray, y: np.ndarray, slope: float, label: str, **kw) -> None:
-    """A line of the given log-log slope through the geometric centre of the points (x, y)."""
+THEORY_STYLE = (0, (6, 2, 1, 2))  # dash-dot: no measured line uses it
+THEORY_KEY = "black dash-dot: the theory's slope"
+
+
+def _slope_line(ax, x: np.ndarray, y: np.ndarray, slope: float, label: str, **kw) -> bool:
+    """A line of the given log-log slope through the geometric centre of the points (x, y);
+    False when there is no point to draw it through."""
     ok = (x > 0) & (y > 0) & np.isfinite(y)
     if ok.sum() < 1:
-        return
+        return False
     lx, ly = np.log(x[ok]), np.log(y[ok])
     xs = np.array([x[ok].min(), x[ok].max()])
-    ax.loglog(xs, np.exp(ly.mean() + slope * (np.log(xs) - lx.mean())), "k", ls=(0, (4, 3)),
-              lw=1, label=label, **kw)
+    ax.loglog(xs, np.exp(ly.mean() + slope * (np.log(xs) - lx.mean())), "k", ls=THEORY_STYLE,
+              lw=1.2, label=label, **kw)
+    return True
+
+
+def theory_title(factor: str, what: str, slopes_drawn: bool, central_drawn: bool, result: dict) -> str:
+    """The figure's title says what its line styles mean, and why a theory slope is missing."""
+    parts = [f"measured against {factor} ({what})"]
+    if slopes_drawn:
+        parts.append(THEORY_KEY)
+    elif factor != "Q":
+        constant = any(r.get("c_beta") is None for r in result.get("runs", []))
+        parts.append("no theory slope: the bound needs a step size c/(t+1)" + (
+            " and these runs use another schedule" if constant else ""))
+    if central_drawn:
+        parts.append("grey dashed: centralized")
+    return "; ".join(parts)
 
 
 def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
@@ -115,6 +135,7 @@ def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
     plt = figure()
     fig, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities), 3.4), squeeze=False)
     axes = axes[0]
+    slopes_drawn = central_drawn = False
     for ax, q in zip(axes, quantities, strict=True):
         ax.set_title(QUANTITY_TITLES[q], fontsize=9)
         ax.set_xlabel({"T": "iteration t", "n": "n (samples per node)", "m": "m (nodes)",
@@ -125,14 +146,15 @@ def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
             for i, r in enumerate(qrows):
                 f = r["fit"]
                 central = r["algorithm"] == "centralized"
+                central_drawn |= central
                 ax.loglog(f["x"], f["y"], color="0.3" if central else f"C{i % 10}",
                           ls="--" if central else "-", lw=1,
                           label=(f"centralized ({r['group']})" if central else r["group"]))
             ths = [r["theory"] for r in qrows if r["theory"] is not None]
             if ths and qrows:
                 f = qrows[0]["fit"]
-                _slope_line(ax, np.array(f["x"]), np.array(f["y"]), float(np.median(ths)),
-                            f"theory slope {np.median(ths):.2f}")
+                slopes_drawn |= _slope_line(ax, np.array(f["x"]), np.array(f["y"]),
+                                            float(np.median(ths)), f"theory slope {np.median(ths):.2f}")
         elif factor in ("n", "m"):
             for i, r in enumerate(qrows):
                 f = r["fit"]
@@ -140,8 +162,8 @@ def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
                 ax.loglog(f["x"], f["y"], "o-", color=col, ms=4, lw=1,
                           label=f"{r['algorithm']} ({r['group']}): slope {f['slope']:.2f}")
                 if r["theory"] is not None:
-                    _slope_line(ax, np.array(f["x"]), np.array(f["y"]), r["theory"],
-                                f"theory {r['theory']:.2f}", alpha=0.7)
+                    slopes_drawn |= _slope_line(ax, np.array(f["x"]), np.array(f["y"]), r["theory"],
+                                                f"theory {r['theory']:.2f}", alpha=0.7)
         else:  # Q: Q >= 1 on a log axis; Q = 0 and centralized as horizontal lines
             for i, r in enumerate(qrows):
                 col = f"C{i % 10}"
@@ -162,8 +184,8 @@ def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
     if factor == "T":  # many curves: one legend beside the panels
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6)
-    fig.suptitle(f"measured against {factor} ({FACTORS.get(factor, 'trajectory')}); dashed black: "
-                 "theory's slope", fontsize=9)
+    fig.suptitle(theory_title(factor, FACTORS.get(factor, "trajectory"), slopes_drawn, central_drawn,
+                              result), fontsize=9)
     fig.tight_layout()
     save(fig, path)
     plt.close(fig)
