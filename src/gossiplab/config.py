@@ -7,7 +7,6 @@ The resolved config (seeds included) is written next to every result.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import tomllib
@@ -18,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, closest, shown
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0)]
@@ -349,10 +348,6 @@ def _section_fields(model: type[BaseModel]) -> dict[str, Any]:
     return dict(model.model_fields)
 
 
-def shown(text: Any) -> str:
-    """User text for a one-line message: control characters (newlines...) escaped."""
-    s = str(text)
-    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
 
 
 def _did_you_mean(key: str, model: type[BaseModel], prefix: str) -> str:
@@ -367,8 +362,8 @@ def _did_you_mean(key: str, model: type[BaseModel], prefix: str) -> str:
                     names.setdefault(k, f"{sec}.{k}")
                     names[f"{sec}.{k}"] = f"{sec}.{k}"
     names.update({k: f"{prefix}{k}" for k in model.model_fields})
-    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
-    return f" (did you mean '{names[close[0]]}'?)" if close else ""
+    close = closest(key, names)
+    return f" (did you mean '{names[close]}'?)" if close else ""
 
 
 def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str = "") -> None:
@@ -449,6 +444,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for a in overrides or []:
         apply_override(raw, a)
     return from_dict(raw)
+
+
+def get_dotted(d: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` of a nested dict, or None."""
+    node: Any = d
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` of a nested dict, creating sections on the way."""
+    parts = key.split(".")
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -6,21 +6,19 @@ the same partition), and by both engines (simulator and distributed).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
-from gossiplab.algorithms import ALGORITHMS
+from gossiplab.algorithms import ALGORITHMS, build_algorithm
 from gossiplab.compression import COMPRESSORS
-from gossiplab.config import Config, shown
+from gossiplab.config import Config
 from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
 from gossiplab.data.partition import PARTITIONERS, Partition, partition
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 from gossiplab.gossip import SCHEMES, build_gossip
 from gossiplab.models import MODELS, build_model
-from gossiplab.more_algorithms import MORE_ALGORITHMS, build_stateful
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, Topology, build_topology
 
 
@@ -45,9 +43,13 @@ class Setup:
             "partition": {k: v for k, v in het.items() if k != "label_histograms"},
             "label_histograms": het["label_histograms"],
             "topology": self.topology.summary(),
-            **({"gossip": self.gossip_description()} if self.cfg.algorithm.name != "centralized" else {}),
+            **({"gossip": self.gossip_description()} if self.gossips() else {}),
             "device": str(self.device),
         }
+
+    def gossips(self) -> bool:
+        """Whether the configured algorithm talks over the graph (has a gossip scheme)."""
+        return ALGORITHMS[self.cfg.algorithm.name].uses_gossip
 
     def gossip_description(self) -> dict:
         """The configured gossip scheme: rounds per iteration actually used, worst-case factor."""
@@ -68,13 +70,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _choice(key: str, kind: str, value: str, choices: Iterable[str]) -> None:
-    choices = sorted(choices)
-    if value in choices:
-        return
-    close = difflib.get_close_matches(value, choices, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"{key}: unknown {kind} '{shown(value)}'{hint}; choose one of: "
-                      f"{', '.join(choices)}")
+    if value not in choices:
+        raise ConfigError(unknown(kind, value, choices, key))
 
 
 def check_names(cfg: Config) -> None:
@@ -84,8 +81,8 @@ def check_names(cfg: Config) -> None:
     _choice("topology.name", "topology", cfg.topology.name, ALL_TOPOLOGIES)
     _choice("topology.mixing", "mixing rule", cfg.topology.mixing, MIXING_RULES)
     _choice("model.name", "model", cfg.model.name, MODELS)
-    _choice("algorithm.name", "algorithm", cfg.algorithm.name, [*ALGORITHMS, *MORE_ALGORITHMS])
-    if cfg.algorithm.name == "choco":
+    _choice("algorithm.name", "algorithm", cfg.algorithm.name, ALGORITHMS)
+    if ALGORITHMS[cfg.algorithm.name].compresses:
         _choice("algorithm.compressor", "compressor", cfg.algorithm.compressor, COMPRESSORS)
     _choice("algorithm.gossip", "gossip scheme", cfg.algorithm.gossip, SCHEMES)
     t = cfg.topology
@@ -132,10 +129,8 @@ def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     )
     if topo.nodes != m:
         raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
-    if cfg.algorithm.name != "centralized":  # fail early on a gossip scheme the topology can't run
-        gossip = build_gossip(cfg.algorithm.gossip, topo, cfg.algorithm.gossip_steps)
-        if cfg.algorithm.name in MORE_ALGORITHMS:  # and on options the algorithm refuses
-            build_stateful(cfg.algorithm.name, m, gossip, cfg.algorithm, cfg.train.iterations)
+    # fail early on a gossip scheme the topology can't run, and on options the algorithm refuses
+    build_algorithm(cfg.algorithm.name, m, topo, cfg.algorithm, cfg.train.iterations)
     augment = ds.augment if cfg.data.augment is None else cfg.data.augment
     if augment and len(ds.input_shape) != 3:
         raise ConfigError("data.augment needs image data [C, H, W]")

@@ -16,7 +16,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from gossiplab.errors import TopologyError
+from gossiplab.errors import TopologyError, unknown
 
 # Tolerance for the floating-point checks on W (symmetry, row sums).
 ATOL = 1e-8
@@ -508,7 +508,7 @@ def build_topology(
         else:
             g = builder(nodes)
     else:
-        raise TopologyError(_unknown("topology", name, ALL_TOPOLOGIES))
+        raise TopologyError(unknown("topology", name, ALL_TOPOLOGIES))
 
     if nodes > 1 and not nx.is_connected(g):
         hint = " (raise topology.er_p or change topology.seed)" if name == "erdos_renyi" else ""
@@ -518,19 +518,10 @@ def build_topology(
             f"{describe_components(g)}{hint}"
         )
     if mixing not in MIXING_RULES:
-        raise TopologyError(_unknown("mixing rule", mixing, MIXING_RULES))
+        raise TopologyError(unknown("mixing rule", mixing, MIXING_RULES))
     w = lazy(MIXING_RULES[mixing](g), laziness)
     w = validate_mixing_matrix(w, g, what=f"{mixing} mixing matrix of '{name}'")
     return Topology(name=name, nodes=nodes, graph=g, w=w, mixing=mixing)
-
-
-def _unknown(kind: str, name: str, choices) -> str:
-    import difflib
-
-    choices = sorted(choices)
-    close = difflib.get_close_matches(name, choices, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown {kind} '{name}'{hint}; choose one of: {', '.join(choices)}"
 
 
 def draw(topology: Topology, path: str | Path) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 
 
 @dataclass
@@ -240,10 +240,7 @@ def partition(
     if nodes < 1:
         raise ConfigError(f"topology.nodes must be >= 1, got {nodes}")
     if scheme not in PARTITIONERS:
-        raise ConfigError(
-            f"data.partition: unknown partition '{scheme}'; choose one of: "
-            f"{', '.join(sorted(PARTITIONERS))}"
-        )
+        raise ConfigError(unknown("partition", scheme, PARTITIONERS, "data.partition"))
     _check_n(samples_per_node, nodes, len(labels))
     c = int(num_classes or (labels.max() + 1 if len(labels) else 1))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9A27]))

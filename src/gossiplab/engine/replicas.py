@@ -26,14 +26,13 @@ import numpy as np
 import torch
 
 from gossiplab.accounting import CountedMix
-from gossiplab.algorithms import DSGDMGS
+from gossiplab.algorithms import DSGDMGS, Network
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler
 from gossiplab.engine.mixing import SPARSE_MIN_NODES, MatrixMixer
 from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.gossip import PlainGossip
-from gossiplab.more_algorithms import Network
 from gossiplab.schedules import build_schedule
 from gossiplab.setup import Setup, build_model_for
 
@@ -67,15 +66,20 @@ class _Replica(TrainingEngine):
         self.net = Network(self.mixer, self.ledger)
         self.iteration = 0
         self.round = 0
-        if self.stateful:
-            self.algorithm.allocate(params)
+        self.algorithm.init_state(params)
         self.diverged_at: int | None = None
 
     def before(self, iteration: int) -> None:
-        """The single run's step after forward/backward, up to the SGD update."""
+        """The single run's step after forward/backward, up to the SGD update: the algorithm's
+        hook between gradient and update."""
         self.iteration = iteration
-        if self.stateful:
-            self.algorithm.before_update(self.stack.params, self.stack.grads, iteration, self.net)
+        self.round += self.algorithm.after_gradient(self.stack.params, self.stack.grads, self.net,
+                                                    iteration, self.round)
+
+    def after(self) -> None:
+        """The single run's step after the SGD update: the algorithm's communication."""
+        self.round += self.algorithm.communicate(self.stack.params, self.net, self.iteration,
+                                                 self.round)
 
     def optim_key(self) -> tuple:
         o = self.cfg.optim
@@ -86,7 +90,7 @@ class _Replica(TrainingEngine):
         Q and plan) and may run them as one block-diagonal product; None: this replica
         communicates on its own (other algorithms and schemes, sparse W)."""
         cfg = self.cfg
-        if (self.stateful or type(self.algorithm) is not DSGDMGS
+        if (type(self.algorithm) is not DSGDMGS
                 or type(self.algorithm.gossip) is not PlainGossip
                 or self.algorithm.gossip.rounds() == 0 or cfg.topology.nodes >= SPARSE_MIN_NODES):
             return None
@@ -226,7 +230,7 @@ class ReplicaSimulator(TrainingEngine):
                    and active[j].round == active[i].round):
                 j += 1
             if j - i == 1:
-                active[i]._communicate(active[i].net)
+                active[i].after()
             else:
                 self._gossip_block(active[i:j], index[id(active[i])], key)
             i = j

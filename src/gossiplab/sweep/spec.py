@@ -33,15 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gossiplab.config import (
+from gossiplab.algorithms import ALGORITHMS, BASELINE, Algorithm
+from gossiplab.config import (  # flatten, get_dotted, set_dotted: imported from here too
     AlgorithmConfig,
     Config,
     apply_override,
     check_keys,
+    flatten,
     from_dict,
+    get_dotted,
     merge,
     parse_value,
     read_toml,
+    set_dotted,
     shown,
 )
 from gossiplab.errors import ConfigError
@@ -51,85 +55,54 @@ SWEEP_KEYS = {"name", "description", "config", "seeds", "seed_keys", "baseline",
 TOP_LEVEL = {"sweep", "base", "grid", "zip"}
 SEED_KEYS = ("data", "init", "sampling")
 
-# Keys a centralized run keeps from the topology/algorithm sections; every other key of those two
-# sections does not change a centralized run and is reset to its default.
-BASELINE_KEEPS = frozenset({"topology.nodes", "algorithm.name", "algorithm.compare_centralized"})
-BASELINE_SECTIONS = ("topology", "algorithm")
-
 # Columns every results store indexes, whatever a sweep varies.
 CORE_KEYS = ("algorithm.name", "data.dataset", "model.name", "topology.name", "topology.nodes",
              "algorithm.gossip_steps", "seeds.data", "seeds.init", "seeds.sampling")
 
 
+def _algorithm(config: dict[str, Any]) -> type[Algorithm] | None:
+    return ALGORITHMS.get(get_dotted(config, "algorithm.name") or AlgorithmConfig().name)
+
+
 def baseline_ignores(key: str) -> bool:
-    """True when ``key`` has no effect on a centralized run (topology and gossip keys)."""
-    return key.split(".", 1)[0] in BASELINE_SECTIONS and key not in BASELINE_KEEPS
-
-
-def local_ignores(key: str) -> bool:
-    """True when ``key`` has no effect on DSGD-MGS with Q = 0 (local SGD: nodes never talk)."""
-    return (key.startswith("topology.") and key != "topology.nodes") or key == "algorithm.gossip"
+    """True when ``key`` has no effect on a baseline (centralized) run: topology and gossip keys."""
+    return ALGORITHMS[BASELINE].ignores(key, {"algorithm": {"name": BASELINE}})
 
 
 def ignores(config: dict[str, Any], key: str) -> bool:
-    """True when ``key`` cannot change the run ``config`` describes (so it is normalised away)."""
-    algo = get_dotted(config, "algorithm.name")
-    if algo == "centralized":
-        return baseline_ignores(key)
-    if algo in (None, "dsgd_mgs") and get_dotted(config, "algorithm.gossip_steps") == 0:
-        return local_ignores(key)
-    return False
+    """True when ``key`` cannot change the run ``config`` describes (so it is normalised away);
+    the algorithm says which keys (:meth:`~gossiplab.algorithms.Algorithm.ignores`)."""
+    cls = _algorithm(config)
+    return cls is not None and cls.ignores(key, config)
+
+
+def _drop(d: dict[str, Any], key: str) -> None:
+    *parents, last = key.split(".")
+    node: Any = d
+    for part in parents:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    node.pop(last, None)
 
 
 def normalise_baseline(raw: dict[str, Any]) -> dict[str, Any]:
-    """A centralized config with the keys it ignores reset to their defaults."""
+    """The baseline (centralized) config of ``raw``, with the keys it ignores reset to defaults."""
     out = merge(raw, {})
-    nodes = out.get("topology", {}).get("nodes")
-    out["topology"] = {} if nodes is None else {"nodes": nodes}
-    out["algorithm"] = {"name": "centralized", "compare_centralized": False}
-    return out
+    set_dotted(out, "algorithm.name", BASELINE)
+    set_dotted(out, "algorithm.compare_centralized", False)
+    return normalise(out)
 
 
 def normalise(raw: dict[str, Any]) -> dict[str, Any]:
-    """Reset the keys a run ignores, so that runs which compute the same thing hash the same:
-    centralized runs (topology and gossip keys) and DSGD-MGS with Q = 0 (topology keys)."""
-    algo = get_dotted(raw, "algorithm.name")
-    if algo == "centralized":
-        return normalise_baseline(raw)
-    if algo in (None, "dsgd_mgs") and get_dotted(raw, "algorithm.gossip_steps") == 0:
-        out = merge(raw, {})
-        nodes = out.get("topology", {}).get("nodes")
-        out["topology"] = {} if nodes is None else {"nodes": nodes}
-        out.get("algorithm", {}).pop("gossip", None)
-        return out
-    return raw
-
-
-def get_dotted(d: dict[str, Any], key: str) -> Any:
-    node: Any = d
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = d
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+    """Reset the keys a run ignores, so that runs which compute the same thing hash the same
+    (e.g. centralized: topology and gossip keys; DSGD-MGS with Q = 0: topology keys)."""
+    dropped = [k for k in flatten(raw) if ignores(raw, k)]
+    if not dropped:
+        return raw
+    out = merge(raw, {})
+    for k in dropped:
+        _drop(out, k)
     return out
 
 
@@ -290,7 +263,7 @@ class SweepSpec:
                 set_dotted(raw, "algorithm.compare_centralized", False)
                 algo = get_dotted(raw, "algorithm.name") or AlgorithmConfig().name
                 # the baseline first: its reference line exists as soon as any point is done
-                variants = [normalise_baseline(raw), raw] if self.baseline and algo != "centralized" \
+                variants = [normalise_baseline(raw), raw] if self.baseline and algo != BASELINE \
                     else [raw]
                 for r in variants:
                     p = self._point(r, combo, seed)

@@ -111,7 +111,7 @@ def _share_levels(levels: list[tuple[str, list[Run]]], cen: list[Run]) -> str:
     """Decentralization's share (paired by seed) at a few levels, for the panel's note."""
     parts = []
     for label, rs in levels:
-        parts.append(f"{label}: node-mean accuracy {paired(rs, cen, 'node_test_acc').fmt()}, "
+        parts.append(f"{label}: node-mean accuracy {paired(rs, cen, 'node_test_acc_mean').fmt()}, "
                      f"averaged-model accuracy {paired(rs, cen, ACC).fmt()}, gap "
                      f"{paired(rs, cen, gap_metric(rs)[1]).fmt()}")
     return "; ".join(parts)
@@ -161,10 +161,10 @@ def claim_q(res: Results, ctx: Context, sec: Section) -> None:
         rows.append([t, f"{topo.lam:.3f}", f"{math.exp(opt.mean):.3g}" if opt.n else "-",
                      acc.fmt(), gslope.fmt(), first.fmt(), last.fmt(),
                      f"{math.exp(cons.mean):.3g}" if cons.n else "-", f"{topo.lam ** 2:.3g}"])
-        for ax, metric in zip(axes[:2], ("node_test_acc", gap), strict=True):
+        for ax, metric in zip(axes[:2], ("node_test_acc_mean", gap), strict=True):
             errorbar(ax, qs, [mean_of(rs, metric) for _, rs in groups], label=f"{t}")
         errorbar(axes[2], qs, [mean_of(rs, "consensus_distance") for _, rs in groups], label=t)
-    for ax, metric, label in ((axes[0], "node_test_acc", "node test accuracy (mean over nodes)"),
+    for ax, metric, label in ((axes[0], "node_test_acc_mean", "node test accuracy (mean over nodes)"),
                               (axes[1], gap, GAP_LABEL if matched else "generalization gap")):
         ref_band(ax, mean_of(cen, metric))
         ax.set_xscale("log", base=2)
@@ -192,9 +192,9 @@ def claim_q(res: Results, ctx: Context, sec: Section) -> None:
                 "d gap / d log2 Q", "early gain", "late gain", "consensus factor per step",
                 "lambda^2"], rows),
         f"Centralized: test accuracy {mean_of(cen, ACC).fmt_plain()}, node-mean "
-        f"{mean_of(cen, 'node_test_acc').fmt_plain()}, gap {mean_of(cen, gap).fmt_plain()}. "
+        f"{mean_of(cen, 'node_test_acc_mean').fmt_plain()}, gap {mean_of(cen, gap).fmt_plain()}. "
         f"Local SGD (Q = 0): test accuracy {mean_of(q0, ACC).fmt_plain()}, node-mean "
-        f"{mean_of(q0, 'node_test_acc').fmt_plain()}, gap {mean_of(q0, gap).fmt_plain()}.",
+        f"{mean_of(q0, 'node_test_acc_mean').fmt_plain()}, gap {mean_of(q0, gap).fmt_plain()}.",
         "",
     ]
     sec.verdict = overall(verdicts)
@@ -249,7 +249,7 @@ def claim_gap(res: Results, ctx: Context, sec: Section) -> None:
                 rs = sel(res, "dsgd_mgs", topology=t, gossip=g, Q=q)
                 if not rs:
                     continue
-                da, dn, dg = paired(rs, cen, ACC), paired(rs, cen, "node_test_acc"), paired(rs, cen, gap)
+                da, dn, dg = paired(rs, cen, ACC), paired(rs, cen, "node_test_acc_mean"), paired(rs, cen, gap)
                 per_iteration = int(rs[0].final["rounds"] / rs[0].final["iteration"])
                 label = f"{g}, Q={q}" if g == "plain" else f"exact ({per_iteration} rounds)"
                 rows.append([t, label, da.fmt(), dn.fmt(), dg.fmt(),
@@ -316,12 +316,12 @@ def one_factor(runs: list[Run], ctx: Context, sec: Section, factor: str,
             continue
         pts = [(xform(x), g) for x, g in zip(xs, groups, strict=True)]
         gslope, pslope = seed_slopes(pts, gap), seed_slopes(pts, GAP_PLAIN)
-        aslope, nslope = seed_slopes(pts, ACC), seed_slopes(pts, "node_test_acc")
+        aslope, nslope = seed_slopes(pts, ACC), seed_slopes(pts, "node_test_acc_mean")
         v = direction(gslope, claimed)
         if label != "centralized":
             verdicts.append(v)
         rows.append([label, gslope.fmt(), pslope.fmt(), aslope.fmt(), nslope.fmt(), v])
-        for ax, metric in zip(axes, (gap, ACC, "node_test_acc"), strict=True):
+        for ax, metric in zip(axes, (gap, ACC, "node_test_acc_mean"), strict=True):
             errorbar(ax, xs, [mean_of(g, metric) for g in groups], label=label)
     for ax, lab in zip(axes, (GAP_LABEL if matched else "generalization gap", "test accuracy",
                               "node-mean test accuracy"), strict=True):
@@ -493,11 +493,11 @@ def claim_topology(res: Results, ctx: Context, sec: Section) -> None:
     slope, aslope = seed_slopes(groups, gap), seed_slopes(groups, ACC)
     rho = clip(Est.of(seed_spearman(groups, gap)), -1.0, 1.0)
     rows = [[t, f"{gaps[t]:.3f}", mean_of(g, gap).fmt_plain(), paired(g, cen, gap).fmt(),
-             mean_of(g, ACC).fmt_plain(), paired(g, cen, "node_test_acc").fmt()]
+             mean_of(g, ACC).fmt_plain(), paired(g, cen, "node_test_acc_mean").fmt()]
             for t, (_, g) in zip(order, groups, strict=True)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric, lab in ((axes[0], gap, GAP_LABEL if matched else "generalization gap"),
-                            (axes[1], "node_test_acc", "node-mean test accuracy")):
+                            (axes[1], "node_test_acc_mean", "node-mean test accuracy")):
         errorbar(ax, [x for x, _ in groups], [mean_of(g, metric) for _, g in groups], ls="none")
         for t, (x, g) in zip(order, groups, strict=True):
             ax.annotate(t, (x, mean_of(g, metric).mean), fontsize=7, xytext=(3, 3),
@@ -578,7 +578,7 @@ def claim_batch(res: Results, ctx: Context, sec: Section) -> None:
         for b in values(runs, "b"):
             hi, lo = sel(runs, "dsgd_mgs", b=b, Q=hi_q), sel(runs, "dsgd_mgs", b=b, Q=lo_q)
             _, gap = gap_metric(runs)
-            dg, da, dn = paired(lo, hi, gap), paired(hi, lo, ACC), paired(hi, lo, "node_test_acc")
+            dg, da, dn = paired(lo, hi, gap), paired(hi, lo, ACC), paired(hi, lo, "node_test_acc_mean")
             dc = paired(hi, sel(runs, "centralized", b=b), gap)
             t = hi[0].value("train.iterations") if hi else "-"
             to_cen.append(abs(dc.mean) < abs(dg.mean))
@@ -586,7 +586,7 @@ def claim_batch(res: Results, ctx: Context, sec: Section) -> None:
             gains_g.append(dg)
             gains_a.append(dn)
         tg, ta = benefit("gen_gap_loss_matched" if gap_metric(runs)[0] else GAP_PLAIN, True), \
-            benefit("node_test_acc", True)
+            benefit("node_test_acc_mean", True)
         errorbar(axes[0], values(runs, "b"), gains_g, label=name)
         errorbar(axes[1], values(runs, "b"), gains_a, label=name)
         sec.body += [

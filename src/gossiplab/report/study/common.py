@@ -160,8 +160,9 @@ def models(matched: bool) -> list[Models]:
     partitions whose S does not keep the test set's label mix)."""
     g = "_matched" if matched else ""
     return [Models("averaged model", "test_acc", "test_loss", GAP if matched else GAP_PLAIN),
-            Models("node models (mean)", "node_test_acc", "node_test_loss", f"node_gap{g}"),
-            Models("worst node", "node_test_acc_worst", "node_test_loss_worst", f"node_gap{g}_worst")]
+            Models("node models (mean)", "node_test_acc_mean", "node_test_loss_mean",
+                   f"node_gap{g}_mean"),
+            Models("worst node", "node_test_acc_min", "node_test_loss_max", f"node_gap{g}_max")]
 
 
 Effect = Callable[[str, bool], Est]

@@ -32,7 +32,7 @@ class Cell:
 
     @property
     def qualifies(self) -> bool:
-        c = self.cost("node_test_acc")
+        c = self.cost("node_test_acc_mean")
         return c.n >= 2 and c.mean <= -COST and c.hi < 0
 
     def label(self) -> str:
@@ -78,7 +78,7 @@ def heat_map(cs: list[Cell], ctx: Context, sec: Section) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * len(cols) * 2, 1.2 + 0.55 * len(rows)),
                              squeeze=False)
     for ax, metric, title in ((axes[0][0], "test_acc", "averaged model"),
-                              (axes[0][1], "node_test_acc", "node models (mean)")):
+                              (axes[0][1], "node_test_acc_mean", "node models (mean)")):
         grid = np.full((len(rows), len(cols)), np.nan)
         marks = [["" for _ in cols] for _ in rows]
         for c in cs:
@@ -123,9 +123,9 @@ def regime_section(runs: list[Run], ctx: Context, chosen: dict[str, Any] | None,
     for c in cs:
         w = c.where
         rows.append([w["model"], w["m"], w["n"], w["topology"], f"{w['alpha']:g}", f"{w['lr']:g}",
-                     w["T"], len(c.dsgd), mean_of(c.cen, "node_test_acc").fmt_plain(3),
-                     c.cost("test_acc").fmt(3), c.cost("node_test_acc").fmt(3),
-                     c.cost("node_test_acc_worst").fmt(3),
+                     w["T"], len(c.dsgd), mean_of(c.cen, "node_test_acc_mean").fmt_plain(3),
+                     c.cost("test_acc").fmt(3), c.cost("node_test_acc_mean").fmt(3),
+                     c.cost("node_test_acc_min").fmt(3),
                      c.cost("gen_gap_loss_matched").fmt(3), "yes" if c.qualifies else ""])
     good = [c for c in cs if c.qualifies]
     seeds = sorted({len(c.dsgd) for c in cs})
@@ -141,11 +141,11 @@ def regime_section(runs: list[Run], ctx: Context, chosen: dict[str, Any] | None,
                 "cost: worst node", "gap difference (label-matched)", "qualifies"], rows),
         f"{len(good)} of {len(cs)} cells qualify.",
     ]
-    worst = min(cs, key=lambda c: c.cost("node_test_acc").mean)
-    best = max(cs, key=lambda c: c.cost("node_test_acc").mean)
+    worst = min(cs, key=lambda c: c.cost("node_test_acc_mean").mean)
+    best = max(cs, key=lambda c: c.cost("node_test_acc_mean").mean)
     sec.body += [f"The largest node-mean cost: {worst.label()}, "
-                 f"{worst.cost('node_test_acc').fmt(3)}; the smallest: {best.label()}, "
-                 f"{best.cost('node_test_acc').fmt(3)}.", ""]
+                 f"{worst.cost('node_test_acc_mean').fmt(3)}; the smallest: {best.label()}, "
+                 f"{best.cost('node_test_acc_mean').fmt(3)}.", ""]
     if chosen is not None:
         c = matching(cs, chosen)
         if c is None:
@@ -154,8 +154,8 @@ def regime_section(runs: list[Run], ctx: Context, chosen: dict[str, Any] | None,
         else:
             sec.body += [
                 f"**Chosen base regime** (`configs/study/informative/_base.toml`): {c.label()}. "
-                f"Its Q = 1 cost: node mean {c.cost('node_test_acc').fmt(3)}, averaged model "
-                f"{c.cost('test_acc').fmt(3)}, worst node {c.cost('node_test_acc_worst').fmt(3)} "
+                f"Its Q = 1 cost: node mean {c.cost('node_test_acc_mean').fmt(3)}, averaged model "
+                f"{c.cost('test_acc').fmt(3)}, worst node {c.cost('node_test_acc_min').fmt(3)} "
                 f"({'qualifies' if c.qualifies else 'does not qualify on the map alone'})."]
             more = [x for x in cells(confirm or []) if all(x.where.get(k) == v
                                                           for k, v in c.where.items())]
@@ -164,8 +164,8 @@ def regime_section(runs: list[Run], ctx: Context, chosen: dict[str, Any] | None,
                 sec.body += [
                     f" With the {len(x.dsgd)} seeds of the claim sweeps at exactly this setting "
                     f"(`configs/study/informative/study-q.toml`, Q = 1 and centralized), the cost "
-                    f"is: node mean {x.cost('node_test_acc').fmt(3)}, averaged model "
-                    f"{x.cost('test_acc').fmt(3)}, worst node {x.cost('node_test_acc_worst').fmt(3)} "
+                    f"is: node mean {x.cost('node_test_acc_mean').fmt(3)}, averaged model "
+                    f"{x.cost('test_acc').fmt(3)}, worst node {x.cost('node_test_acc_min').fmt(3)} "
                     f"({'qualifies' if x.qualifies else 'does not qualify'})."]
             sec.body += [""]
     return sec

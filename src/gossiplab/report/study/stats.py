@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from gossiplab.report.data import Run
+from gossiplab.stats import summarize
 
 HOLDS, FAILS, UNSURE = "holds", "does not hold", "inconclusive"
 SPLIT = "inconclusive (measures disagree)"
@@ -34,13 +35,14 @@ class Est:
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Est:
-        a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-        if a.size == 0:
+        """From per-seed values (None / NaN / inf dropped), via :func:`gossiplab.stats.summarize`;
+        one value has no interval (-inf, inf), none gives NaN."""
+        s = summarize(values)
+        if s.n == 0:
             return cls(math.nan, math.nan, math.nan, 0)
-        if a.size == 1:
-            return cls(float(a[0]), -math.inf, math.inf, 1)
-        half = float(stats.t.ppf(0.975, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
-        return cls(float(a.mean()), float(a.mean()) - half, float(a.mean()) + half, int(a.size))
+        if s.n == 1:
+            return cls(s.mean, -math.inf, math.inf, 1)
+        return cls(s.mean, s.mean - s.half, s.mean + s.half, s.n)
 
     @property
     def half(self) -> float:
@@ -113,8 +115,8 @@ def value(run: Run, metric: str) -> float:
     """A final metric, derived where an older store lacks it (the mean node gap is the difference
     of the mean node test and train losses)."""
     v = run.final.get(metric, math.nan)
-    if not math.isfinite(v) and metric == "node_gap":
-        v = run.final.get("node_test_loss", math.nan) - run.final.get("node_train_loss", math.nan)
+    if not math.isfinite(v) and metric == "node_gap_mean":
+        v = run.final.get("node_test_loss_mean", math.nan) - run.final.get("node_train_loss_mean", math.nan)
     return v
 
 
