@@ -90,6 +90,46 @@ def check_names(cfg: Config) -> None:
         raise ConfigError("topology.name = 'file' needs topology.edge_file and/or topology.matrix_file")
 
 
+MEMORY_SHARE = 1.0  # refuse what needs more than this share of the machine's physical memory
+
+
+def _too_big(what: str, need: float, fix: str) -> None:
+    from gossiplab.fileio import _size, memory_bytes
+
+    have = memory_bytes() * MEMORY_SHARE
+    if need > have:
+        raise ConfigError(f"{what} needs about {_size(int(min(need, 2**62)))} of memory, more than "
+                          f"this machine's {_size(int(have))}; {fix}")
+
+
+def check_data_size(cfg: Config) -> None:
+    """Before any data is generated: the synthetic dataset fits in memory (float32 samples)."""
+    d = cfg.data
+    if d.dataset == "synthetic":
+        per_sample = 4.0 * float(__import__("math").prod(d.synthetic_shape)) + 8
+        _too_big(f"data.synthetic_train + data.synthetic_test = {d.synthetic_train + d.synthetic_test:,} "
+                 f"samples of shape {d.synthetic_shape}",
+                 per_sample * (d.synthetic_train + d.synthetic_test),
+                 "lower data.synthetic_train / synthetic_test / synthetic_shape")
+    m = cfg.topology.nodes
+    _too_big(f"topology.nodes = {m:,} (an {m:,} x {m:,} mixing matrix)", 8.0 * m * m * 3,
+             "use fewer nodes")
+
+
+def check_model_size(cfg: Config, ds: Dataset) -> int:
+    """Before any model is allocated: build it on the meta device (no memory) and check that m
+    copies, with gradients and optimizer state, fit in memory. Returns its parameter count."""
+    mc = cfg.model
+    with torch.device("meta"):
+        model = build_model(mc.name, ds.input_shape, ds.num_classes, hidden=tuple(mc.hidden),
+                            width=mc.width, gn_groups=mc.gn_groups)
+    params = sum(p.numel() for p in model.parameters())
+    m = cfg.topology.nodes
+    _too_big(f"model '{mc.name}' with {params:,} parameters on {m} nodes", 4.0 * params * m * 4,
+             "choose a smaller model (model.hidden, model.width) or fewer nodes")
+    return params
+
+
 def load_data(cfg: Config) -> Dataset:
     d = cfg.data
     if d.dataset == "synthetic":
@@ -104,10 +144,12 @@ def load_data(cfg: Config) -> Dataset:
 def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     """Load (or reuse) the dataset, partition it, build the topology, check cross-field limits."""
     check_names(cfg)
+    check_data_size(cfg)
     if cfg.engine.threads:
         torch.set_num_threads(cfg.engine.threads)
     device = resolve_device(cfg.engine.device)
     ds = dataset if dataset is not None else load_data(cfg)
+    check_model_size(cfg, ds)
     m = cfg.topology.nodes
     part = partition(
         ds.y_train.cpu().numpy(), m, cfg.data.partition, seed=cfg.seeds.data,

@@ -93,3 +93,21 @@ def test_compare_builds_the_document_from_a_sweep(tmp_path):
 def test_compare_without_a_store_is_one_line(tmp_path, capsys):
     assert main(["compare", "--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "x.md")]) == 2
     assert "results file not found" in capsys.readouterr().err
+
+
+def test_committed_document_regenerates_from_the_committed_store(tmp_path):
+    """docs/comparison.md is what `gossiplab compare` makes of results/comparison.sqlite."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    db, doc = root / "results" / "comparison.sqlite", root / "docs" / "comparison.md"
+    if not db.exists():
+        pytest.skip("no committed comparison store")
+    out = tmp_path / "docs" / "comparison.md"
+    from gossiplab.report.comparison import build_comparison
+
+    build_comparison(db, out)
+    want = doc.read_text().replace("figures/comparison/comparison.png", "FIG")
+    got = out.read_text().replace(str(db), "results/comparison.sqlite").replace(
+        str(out), "docs/comparison.md").replace("figures/comparison/comparison.png", "FIG")
+    assert got == want
