@@ -56,7 +56,9 @@ class DataConfig(Section):
     root: str = Field("data", description="Folder searched for dataset files (archives, IDX files).")
     download: bool = Field(True, description="Try to download missing CIFAR archives.")
     verify: bool = Field(True, description="Check dataset files against their published checksums.")
-    partition: str = Field("dirichlet", description="iid | dirichlet | shards")
+    partition: str = Field(
+        "dirichlet", description="iid | dirichlet | stratified_dirichlet (S keeps the training "
+        "set's label mix; node sizes differ) | shards")
     alpha: float = Field(0.3, gt=0, description="Dirichlet concentration; smaller = more label skew.")
     shards_per_node: int = Field(2, ge=1, description="Shards (about classes) per node, for 'shards'.")
     samples_per_node: int | None = Field(
