@@ -80,7 +80,7 @@ def backend_alone(sim: Simulator, x: torch.Tensor, y: torch.Tensor):
 
 
 def gossip_alone(sim: Simulator):
-    return lambda: sim.algorithm.communicate(sim.stack.params, sim.mixer, 0)
+    return lambda: sim.algorithm.communicate(sim.stack.params, sim.network, 0, 0)
 
 
 def its(t: Timings, name: str) -> str:
@@ -289,7 +289,7 @@ def scaling(rep: Report) -> None:
 
             def gossip(sim=sim, q=q):
                 sim.algorithm.gossip = PlainGossip(sim.setup.topology, q)
-                sim.algorithm.communicate(sim.stack.params, sim.mixer, 0)
+                sim.algorithm.communicate(sim.stack.params, sim.network, 0, 0)
 
             variants[f"it {name} Q={q}"] = it
             variants[f"gossip {name} Q={q}"] = gossip
@@ -501,8 +501,10 @@ wall time (median of {len(fractions)} runs of {np.median(walls):.1f} s, setup in
 
 Evaluation scores the averaged model on all of S and the test set, and per-node models on a fixed
 subsample (`eval.node_samples` = 1,000 of each) of at most `eval.max_nodes` = 16 evenly spaced
-nodes; every forward pass takes `eval.batch_size` = 2,048 samples at once. One evaluation against
-one iteration, and the share of run time at the default `eval.every` = 150:
+nodes (Flatten/Linear/ReLU models: all of them in one batched product per layer); the batch is
+sized from the model (`eval.batch_size` = 0: activations at most one node's forward/backward at
+the training batch, at least 8 MiB). One evaluation against one iteration, and the share of run
+time at the default `eval.every` = 150:
 
 {table(["model", "m", "per-node models scored", "one evaluation", "= iterations",
         "share at eval.every = 150"], rows)}

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 
 
 def _as_bytes(t: torch.Tensor) -> torch.Tensor:
@@ -159,6 +159,5 @@ def build_compressor(name: str, *, ratio: float = 0.01, seed: int = 0) -> Compre
     try:
         cls = COMPRESSORS[name]
     except KeyError:
-        raise ConfigError(f"algorithm.compressor: unknown compressor '{name}'; choose one of: "
-                          f"{', '.join(sorted(COMPRESSORS))}") from None
+        raise ConfigError(unknown("compressor", name, COMPRESSORS, "algorithm.compressor")) from None
     return cls(ratio=ratio, seed=seed)

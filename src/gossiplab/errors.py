@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
 
 class UserError(Exception):
     """Bad input (config, file, data). Printed as one line, exit status 2, no traceback."""
@@ -39,3 +43,30 @@ class PeerLost(UserError):
     def __init__(self, message: str, rank: int | None = None):
         super().__init__(message)
         self.rank = rank
+
+
+def shown(text: Any) -> str:
+    """User text for a one-line message: control characters (newlines...) escaped."""
+    s = str(text)
+    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
+
+
+def closest(name: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The choice most like ``name`` (a likely typo), or None."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
+    close = closest(name, choices)
+    return f" (did you mean '{close}'?)" if close else ""
+
+
+def unknown(kind: str, name: str, choices: Iterable[str], key: str | None = None) -> str:
+    """The one message of every registry for a name it lacks:
+    ``KEY: unknown KIND 'NAME' (did you mean 'X'?); choose one of: A, B, C``."""
+    choices = sorted(choices)
+    where = f"{key}: " if key else ""
+    return (f"{where}unknown {kind} '{shown(name)}'{did_you_mean(str(name), choices)}; "
+            f"choose one of: {', '.join(choices)}")

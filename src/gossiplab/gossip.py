@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 from gossiplab.topology import Topology, eigenvalues
 
 Mix = Callable[[torch.Tensor, int], torch.Tensor]
@@ -405,10 +405,7 @@ def build_gossip(name: str, topology: Topology, steps: int) -> GossipScheme:
     try:
         cls = SCHEMES[name]
     except KeyError:
-        raise ConfigError(
-            f"algorithm.gossip: unknown gossip scheme '{name}'; choose one of: "
-            f"{', '.join(sorted(SCHEMES))}"
-        ) from None
+        raise ConfigError(unknown("gossip scheme", name, SCHEMES, "algorithm.gossip")) from None
     return cls(topology, steps)
 
 

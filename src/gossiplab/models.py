@@ -3,22 +3,23 @@ across nodes, so normalisation layers are GroupNorm and models carry no buffers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 
 
 def logistic_regression(input_shape: Sequence[int], num_classes: int, **_: object) -> nn.Module:
-    d = int(torch.tensor(input_shape).prod())
+    d = math.prod(input_shape)  # plain ints: also builds on the meta device (size checks)
     return nn.Sequential(nn.Flatten(), nn.Linear(d, num_classes))
 
 
 def mlp(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (64,),
         **_: object) -> nn.Module:
-    d = int(torch.tensor(input_shape).prod())
+    d = math.prod(input_shape)  # plain ints: also builds on the meta device (size checks)
     layers: list[nn.Module] = [nn.Flatten()]
     for h in hidden:
         layers += [nn.Linear(d, h), nn.ReLU()]
@@ -150,13 +151,7 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int,
     try:
         builder = MODELS[name]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, MODELS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(
-            f"model.name: unknown model '{name}'{hint}; choose one of: {', '.join(sorted(MODELS))}"
-        ) from None
+        raise ConfigError(unknown("model", name, MODELS, "model.name")) from None
     model = builder(tuple(input_shape), num_classes, **options)
     if any(True for _ in model.buffers()):
         raise ConfigError(f"model '{name}' has buffers (e.g. BatchNorm); they cannot be gossiped")

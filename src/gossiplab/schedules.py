@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 
 Schedule = Callable[[int], float]
 
@@ -37,6 +37,5 @@ SCHEDULES: dict[str, Callable[..., Schedule]] = {
 
 def build_schedule(name: str, **options: object) -> Schedule:
     if name not in SCHEDULES:
-        raise ConfigError(f"optim.schedule: unknown schedule '{name}'; choose one of: "
-                          f"{', '.join(SCHEDULES)}")
+        raise ConfigError(unknown("schedule", name, SCHEDULES, "optim.schedule"))
     return SCHEDULES[name](**options)

@@ -6,7 +6,6 @@ the same partition), and by both engines (simulator and distributed).
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Iterable
@@ -14,15 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from gossiplab.algorithms import ALGORITHMS
+from gossiplab.algorithms import ALGORITHMS, build_algorithm
 from gossiplab.compression import COMPRESSORS
-from gossiplab.config import Config, shown
+from gossiplab.config import Config
 from gossiplab.data.datasets import DATASETS, Dataset, load_dataset
 from gossiplab.data.partition import PARTITIONERS, Partition, partition
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 from gossiplab.gossip import SCHEMES, build_gossip
 from gossiplab.models import MODELS, build_model
-from gossiplab.more_algorithms import MORE_ALGORITHMS, build_stateful
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, Topology, build_topology
 
 
@@ -47,9 +45,13 @@ class Setup:
             "partition": {k: v for k, v in het.items() if k != "label_histograms"},
             "label_histograms": het["label_histograms"],
             "topology": self.topology.summary(),
-            **({"gossip": self.gossip_description()} if self.cfg.algorithm.name != "centralized" else {}),
+            **({"gossip": self.gossip_description()} if self.gossips() else {}),
             "device": str(self.device),
         }
+
+    def gossips(self) -> bool:
+        """Whether the configured algorithm talks over the graph (has a gossip scheme)."""
+        return ALGORITHMS[self.cfg.algorithm.name].uses_gossip
 
     def gossip_description(self) -> dict:
         """The configured gossip scheme: rounds per iteration actually used, worst-case factor."""
@@ -70,13 +72,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _choice(key: str, kind: str, value: str, choices: Iterable[str]) -> None:
-    choices = sorted(choices)
-    if value in choices:
-        return
-    close = difflib.get_close_matches(value, choices, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(f"{key}: unknown {kind} '{shown(value)}'{hint}; choose one of: "
-                      f"{', '.join(choices)}")
+    if value not in choices:
+        raise ConfigError(unknown(kind, value, choices, key))
 
 
 def check_names(cfg: Config) -> None:
@@ -86,13 +83,53 @@ def check_names(cfg: Config) -> None:
     _choice("topology.name", "topology", cfg.topology.name, ALL_TOPOLOGIES)
     _choice("topology.mixing", "mixing rule", cfg.topology.mixing, MIXING_RULES)
     _choice("model.name", "model", cfg.model.name, MODELS)
-    _choice("algorithm.name", "algorithm", cfg.algorithm.name, [*ALGORITHMS, *MORE_ALGORITHMS])
-    if cfg.algorithm.name == "choco":
+    _choice("algorithm.name", "algorithm", cfg.algorithm.name, ALGORITHMS)
+    if ALGORITHMS[cfg.algorithm.name].compresses:
         _choice("algorithm.compressor", "compressor", cfg.algorithm.compressor, COMPRESSORS)
     _choice("algorithm.gossip", "gossip scheme", cfg.algorithm.gossip, SCHEMES)
     t = cfg.topology
     if t.name == "file" and t.edge_file is None and t.matrix_file is None:
         raise ConfigError("topology.name = 'file' needs topology.edge_file and/or topology.matrix_file")
+
+
+MEMORY_SHARE = 1.0  # refuse what needs more than this share of the machine's physical memory
+
+
+def _too_big(what: str, need: float, fix: str) -> None:
+    from gossiplab.fileio import _size, memory_bytes
+
+    have = memory_bytes() * MEMORY_SHARE
+    if need > have:
+        raise ConfigError(f"{what} needs about {_size(int(min(need, 2**62)))} of memory, more than "
+                          f"this machine's {_size(int(have))}; {fix}")
+
+
+def check_data_size(cfg: Config) -> None:
+    """Before any data is generated: the synthetic dataset fits in memory (float32 samples)."""
+    d = cfg.data
+    if d.dataset == "synthetic":
+        per_sample = 4.0 * float(__import__("math").prod(d.synthetic_shape)) + 8
+        _too_big(f"data.synthetic_train + data.synthetic_test = {d.synthetic_train + d.synthetic_test:,} "
+                 f"samples of shape {d.synthetic_shape}",
+                 per_sample * (d.synthetic_train + d.synthetic_test),
+                 "lower data.synthetic_train / synthetic_test / synthetic_shape")
+    m = cfg.topology.nodes
+    _too_big(f"topology.nodes = {m:,} (an {m:,} x {m:,} mixing matrix)", 8.0 * m * m * 3,
+             "use fewer nodes")
+
+
+def check_model_size(cfg: Config, ds: Dataset) -> int:
+    """Before any model is allocated: build it on the meta device (no memory) and check that m
+    copies, with gradients and optimizer state, fit in memory. Returns its parameter count."""
+    mc = cfg.model
+    with torch.device("meta"):
+        model = build_model(mc.name, ds.input_shape, ds.num_classes, hidden=tuple(mc.hidden),
+                            width=mc.width, gn_groups=mc.gn_groups)
+    params = sum(p.numel() for p in model.parameters())
+    m = cfg.topology.nodes
+    _too_big(f"model '{mc.name}' with {params:,} parameters on {m} nodes", 4.0 * params * m * 4,
+             "choose a smaller model (model.hidden, model.width) or fewer nodes")
+    return params
 
 
 def load_data(cfg: Config) -> Dataset:
@@ -109,10 +146,12 @@ def load_data(cfg: Config) -> Dataset:
 def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     """Load (or reuse) the dataset, partition it, build the topology, check cross-field limits."""
     check_names(cfg)
+    check_data_size(cfg)
     if cfg.engine.threads:
         torch.set_num_threads(cfg.engine.threads)
     device = resolve_device(cfg.engine.device)
     ds = dataset if dataset is not None else load_data(cfg)
+    check_model_size(cfg, ds)
     m = cfg.topology.nodes
     part = partition(
         ds.y_train.cpu().numpy(), m, cfg.data.partition, seed=cfg.seeds.data,
@@ -134,10 +173,9 @@ def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     )
     if topo.nodes != m:
         raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
-    if cfg.algorithm.name != "centralized":  # fail early on a gossip scheme the topology can't run
-        gossip = build_gossip(cfg.algorithm.gossip, topo, cfg.algorithm.gossip_steps)
-        if cfg.algorithm.name in MORE_ALGORITHMS:  # and on options the algorithm refuses
-            build_stateful(cfg.algorithm.name, m, gossip, cfg.algorithm, cfg.train.iterations)
+    # fail early on a gossip scheme the topology can't run, and on options the algorithm refuses
+    build_algorithm(cfg.algorithm.name, m, topo, cfg.algorithm, cfg.train.iterations)
+    if cfg.algorithm.name != "centralized":
         warn_excess_rounds(cfg, topo)
     augment = ds.augment if cfg.data.augment is None else cfg.data.augment
     if augment and len(ds.input_shape) != 3:

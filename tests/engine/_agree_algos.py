@@ -38,7 +38,7 @@ def main(out: Path, cases: dict[str, list[str]]) -> None:
                     "rounds": engine.round, "p2p_bytes": engine.mixer.bytes_sent,
                     "p2p_messages": engine.mixer.messages,
                     "all_reduce_payload": engine.net.all_reduce_payload,
-                    "buffers": engine.algorithm.state_dict() if engine.stateful else {},
+                    "buffers": engine.algorithm.state_dict(),
                     "ledger": engine.ledger.state_dict()},
                    out / f"{case}.rank{comm.rank}.pt")
         if comm.rank == 0:

@@ -82,9 +82,8 @@ def test_distributed_engine_agrees_with_simulator(runs, case):
         assert not torch.equal(sim.stack.params, sim.stack.params[:1].expand_as(sim.stack.params))
     assert states[0]["rounds"] == sim.round
     _agree(case, params, sim.stack.params)
-    if sim.stateful:
-        for k, v in sim.algorithm.state_dict().items():
-            _agree(case, torch.cat([s["buffers"][k] for s in states]), v)
+    for k, v in sim.algorithm.state_dict().items():  # (none for DSGD-MGS, centralized)
+        _agree(case, torch.cat([s["buffers"][k] for s in states]), v)
     for s in states:  # every rank keeps the whole run's accounting
         assert s["ledger"] == sim.ledger.state_dict() or _close_ledger(s["ledger"], sim.ledger.state_dict())
     history = json.loads((runs / f"{case}.json").read_text())

@@ -49,8 +49,10 @@ def register(sub) -> None:
 
 
 def _label(cfg, name: str) -> str:
-    if name == "centralized":
-        return "centralized"
+    from gossiplab.algorithms import ALGORITHMS
+
+    if name in ALGORITHMS and not ALGORITHMS[name].uses_gossip:
+        return name
     t = cfg.topology
     return f"{name} ({t.name}, m={t.nodes}, Q={cfg.algorithm.gossip_steps})"
 
@@ -61,26 +63,22 @@ def summary_table(cfg, summary: dict) -> Table:
     table.add_column("metric")
     for name in runs:
         table.add_column(_label(cfg, name), justify="right")
-    rows = [
-        ("test accuracy", lambda f: f["avg_model"]["test_acc"], "{:.4f}"),
-        ("train accuracy", lambda f: f["avg_model"]["train_acc"], "{:.4f}"),
-        ("test loss", lambda f: f["avg_model"]["test_loss"], "{:.4f}"),
-        ("train loss", lambda f: f["avg_model"]["train_loss"], "{:.4f}"),
-        ("gen. gap (loss)", lambda f: f["gen_gap_loss"], "{:+.4f}"),
-        ("gen. gap (0-1 error)", lambda f: f["gen_gap_acc"], "{:+.4f}"),
-        ("node test acc (min..max)",
-         lambda f: (f["nodes"]["test_acc"]["min"], f["nodes"]["test_acc"]["max"]), None),
-        ("consensus distance", lambda f: f["consensus_distance"], "{:.3g}"),
-    ]
-    for label, get, fmt in rows:
+    from gossiplab.metrics import CATALOGUE, SUMMARY_ROWS
+    from gossiplab.sweep.spec import get_dotted
+
+    for metric, fmt in SUMMARY_ROWS:
+        label = "node test acc (min..max)" if fmt is None else CATALOGUE[metric][1]  # a range
         cells = []
         for r in runs.values():
             f = r["final"]
             if f is None:
                 cells.append("-")
                 continue
-            v = get(f)
-            cells.append(f"{v[0]:.3f}..{v[1]:.3f}" if fmt is None else fmt.format(v))
+            if fmt is None:
+                lo, hi = (get_dotted(f, CATALOGUE[m][0]) for m in metric)
+                cells.append(f"{lo:.3f}..{hi:.3f}")
+            else:
+                cells.append(fmt.format(get_dotted(f, CATALOGUE[metric][0])))
         table.add_row(label, *cells)
     table.add_row("status", *[r["status"] + (f" @{r['diverged_at']}" if r["diverged_at"] is not None
                                              else "") for r in runs.values()])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gossiplab.errors import ConfigError
+from gossiplab.errors import ConfigError, unknown
 
 
 @dataclass
@@ -196,14 +196,7 @@ def load_dataset(name: str, **options: object) -> Dataset:
     try:
         loader = DATASETS[name]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, DATASETS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(
-            f"data.dataset: unknown dataset '{name}'{hint}; choose one of: "
-            f"{', '.join(sorted(DATASETS))}"
-        ) from None
+        raise ConfigError(unknown("dataset", name, DATASETS, "data.dataset")) from None
     if "root" in options and options["root"] is not None:
         options["root"] = str(Path(str(options["root"])).expanduser())
     return loader(**options)

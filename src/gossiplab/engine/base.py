@@ -1,21 +1,23 @@
 """What every training engine shares: the algorithm, the [models, d] node stack, the local SGD
-step and its schedule, the per-node forward/backward backend, the counters, and the state a
-bitwise resume needs. The simulator and the distributed engine differ only in where the rows live,
-how a batch is gathered and how a gossip round is computed."""
+step and its schedule, the per-node forward/backward backend, the counters, the state a bitwise
+resume needs, and the order of one iteration (:meth:`TrainingEngine.step`: gradient, the
+algorithm's hook, update, the algorithm's communication). The simulator and the distributed engine
+differ only in where the rows live, how a batch is gathered, how the batch loss is reduced and
+how the algorithm's :class:`~gossiplab.algorithms.Network` reaches the other rows."""
 
 from __future__ import annotations
+
+import time
 
 import torch
 
 from gossiplab.accounting import Ledger, networks_from_config
-from gossiplab.algorithms import Algorithm, build_algorithm
+from gossiplab.algorithms import Algorithm, Network, build_algorithm
 from gossiplab.data.datasets import Dataset
-from gossiplab.engine.nodestack import BACKENDS, NodeStack, bmm_supported, choose_backend
+from gossiplab.engine.nodestack import BACKENDS, NodeStack, all_finite, bmm_supported, choose_backend
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.engine.runtime import tune_malloc
 from gossiplab.errors import ConfigError, Diverged
-from gossiplab.gossip import build_gossip
-from gossiplab.more_algorithms import MORE_ALGORITHMS, Network, StatefulAlgorithm, build_stateful
 from gossiplab.schedules import build_schedule
 from gossiplab.setup import Setup, build_model_for
 
@@ -26,6 +28,7 @@ class TrainingEngine:
     ``round``, ``check_finite``, ``state_dict``/``load_state_dict``)."""
 
     stack: NodeStack
+    net: Network
 
     def _init_algorithm(self, setup: Setup, algorithm: str | None) -> Algorithm:
         cfg = setup.cfg
@@ -35,33 +38,13 @@ class TrainingEngine:
         self.cfg = cfg
         self.device = setup.device
         name = algorithm or cfg.algorithm.name
-        gossip = (build_gossip(cfg.algorithm.gossip, setup.topology, cfg.algorithm.gossip_steps)
-                  if name != "centralized" else None)
-        if name in MORE_ALGORITHMS:
-            assert gossip is not None
-            self.algorithm = build_stateful(name, cfg.topology.nodes, gossip, cfg.algorithm,
-                                            cfg.train.iterations)
-        else:
-            self.algorithm = build_algorithm(name, cfg.topology.nodes, gossip)
+        self.algorithm = build_algorithm(name, cfg.topology.nodes, setup.topology, cfg.algorithm,
+                                         cfg.train.iterations)
         self.models_per_replica = self.algorithm.models()
         self.ledger = Ledger(setup.topology, networks_from_config(cfg.network),
-                             cfg.network.compute_seconds)
+                             cfg.network.compute_seconds,
+                             measured_compute=cfg.network.compute == "measured")
         return self.algorithm
-
-    @property
-    def stateful(self) -> bool:
-        return isinstance(self.algorithm, StatefulAlgorithm)
-
-    def _communicate(self, net: Network) -> None:
-        """The algorithm's communication after the local step (centralized: its gradient
-        all-reduce, done by the engine before the step, is counted here)."""
-        if self.stateful:
-            self.round += self.algorithm.after_update(self.stack.params, self.iteration, net,
-                                                      self.round)
-            return
-        if self.models_per_replica == 1:
-            self.ledger.all_reduce(self.stack.d * self.stack.params.element_size())
-        self.round += self.algorithm.communicate(self.stack.params, net.mix, self.round)
 
     def _init_training(self, dataset: Dataset, models: int) -> None:
         """The node stack of ``models`` rows, its optimizer, schedule and backend; counters at 0."""
@@ -77,10 +60,39 @@ class TrainingEngine:
             raise ConfigError(f"engine.backend = 'bmm' needs a model of Flatten/Linear/ReLU layers "
                               f"(logreg, mlp), not '{cfg.model.name}'")
         self._forward_backward = BACKENDS[self.backend_name]
+        self.algorithm.init_state(self.stack.params)
         self.iteration = 0
         self.round = 0
-        if isinstance(self.algorithm, StatefulAlgorithm):
-            self.algorithm.allocate(self.stack.params)
+        self.last_losses: torch.Tensor | None = None
+
+    def _local_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This engine's node batches ``[replicas, nodes, b, ...]`` for the next iteration."""
+        raise NotImplementedError
+
+    def _batch_loss(self, losses: torch.Tensor) -> float:
+        """The iteration's mean batch loss (as the simulator reports it); raises ``Diverged``."""
+        raise NotImplementedError
+
+    def step(self) -> float:
+        """One iteration, in the order of both engines: gradient, the algorithm's hook, update,
+        the algorithm's communication. Returns the mean batch loss."""
+        alg, params, grads = self.algorithm, self.stack.params, self.stack.grads
+        x, y = self._local_batch()
+        xg, yg = alg.arrange(x, y)
+        t0 = time.perf_counter()
+        losses = self._forward_backward(self.stack, xg, yg)
+        computed = time.perf_counter() - t0
+        loss = self._batch_loss(losses)
+        it = self.iteration
+        self.round += alg.after_gradient(params, grads, self.net, it, self.round)
+        t0 = time.perf_counter()
+        self.optimizer.step(self.schedule(it))
+        if self.ledger.measured_compute:  # one node's share: this process computes y.shape[:2] batches
+            self.ledger.add_compute((computed + time.perf_counter() - t0) / (y.shape[0] * y.shape[1]))
+        self.round += alg.communicate(params, self.net, it, self.round)
+        self.iteration += 1
+        self.last_losses = losses
+        return loss
 
     @property
     def name(self) -> str:
@@ -90,7 +102,7 @@ class TrainingEngine:
         return self.schedule(self.iteration)
 
     def check_finite(self) -> None:
-        if not bool(torch.isfinite(self.stack.params).all()):
+        if not all_finite(self.stack.params):
             raise Diverged(self.iteration, "parameters")
 
     def state_dict(self) -> dict:
@@ -101,7 +113,7 @@ class TrainingEngine:
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "algorithm": self.name,
-            "algorithm_state": self.algorithm.state_dict() if self.stateful else {},
+            "algorithm_state": self.algorithm.state_dict(),
             "ledger": self.ledger.state_dict(),
         }
 
@@ -114,7 +126,6 @@ class TrainingEngine:
             self.stack.params.copy_(state["params"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
-        if self.stateful:
-            self.algorithm.load_state_dict(state["algorithm_state"])
+        self.algorithm.load_state_dict(state.get("algorithm_state", {}))
         if "ledger" in state:
             self.ledger.load_state_dict(state["ledger"])

@@ -11,9 +11,11 @@ shard, their rows of the parameter matrix and of the optimizer state. One iterat
 * an 8-byte all-reduce of the batch loss (bookkeeping: the mean loss the simulator reports, and
   the same divergence stop on every rank).
 
-Algorithms with one model per node are split by rows; an algorithm with a single model
-(centralized) is data-parallel: every rank computes the gradient on its nodes' batches, an
-all-reduce forms the gradient of the union batch, and every rank applies the same update.
+The algorithm places its models on the ranks (:meth:`~gossiplab.algorithms.Algorithm.placement`):
+models of a node live with the node; a single model (centralized) is replicated and
+data-parallel: every rank computes the gradient on its nodes' batches and the algorithm's
+``net.average_`` (an all-reduce of :class:`~gossiplab.engine.exchange.DistributedNetwork`) forms
+the gradient of the union batch, so every rank applies the same update.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.comm import Comm
 from gossiplab.engine.exchange import DistributedNetwork
+from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.p2p import NeighbourMixer
 from gossiplab.errors import ConfigError, Diverged
 from gossiplab.metrics import Evaluator, scored_nodes
@@ -68,22 +71,17 @@ class DistributedEngine(TrainingEngine):
         self.comm = comm
         self.shard = shard
         self._init_algorithm(setup, algorithm)
-        cfg, name, m = setup.cfg, self.algorithm.name, setup.cfg.topology.nodes
-        if self.models_per_replica == m:
-            self.replicated, local_models = False, shard.hi - shard.lo
-        elif self.models_per_replica == 1:
-            self.replicated, local_models = True, 1
-        else:
-            raise ConfigError(f"the distributed engine cannot split algorithm '{name}' "
-                              f"({self.models_per_replica} models for {m} nodes)")
+        cfg, m = setup.cfg, setup.cfg.topology.nodes
+        self.model_lo, self.model_hi, self.replicated = self.algorithm.placement(shard.lo, shard.hi)
         self.nodes = m
-        self._init_training(shard.dataset, local_models)
+        self._init_training(shard.dataset, self.model_hi - self.model_lo)
         self.data = NodeData(shard.dataset, shard.node_indices, augment=setup.augment,
                              device=self.device)
         self.sampler = BatchSampler(shard.sizes, cfg.optim.batch_size, mode=cfg.data.sampling,
                                     seed=cfg.seeds.sampling)
         self.mixer = NeighbourMixer(setup.topology, comm)
-        self.net = DistributedNetwork(self.mixer, comm, self.ledger, m)
+        share = (shard.hi - shard.lo) / m if self.replicated else None
+        self.net = DistributedNetwork(self.mixer, comm, self.ledger, self.models_per_replica, share)
 
     @property
     def rank(self) -> int:
@@ -98,31 +96,17 @@ class DistributedEngine(TrainingEngine):
             aug = aug.view(self.nodes, -1, aug.shape[-1])[lo:hi].reshape(-1, aug.shape[-1])
         return self.data.batch(pos, aug)
 
-    def step(self) -> float:
-        """One iteration; returns the mean batch loss over all models (as the simulator does)."""
-        x, y = self._local_batch()
-        xg, yg = self.algorithm.arrange(x, y)
-        losses = self._forward_backward(self.stack, xg, yg)
-        what = f"iteration {self.iteration}"
-        if self.replicated:  # centralized: the union batch's loss and gradient, by all-reduce
+    def _batch_loss(self, losses: torch.Tensor) -> float:
+        """The mean batch loss over all models (as the simulator reports it), by all-reduce."""
+        what = f"iteration {self.iteration} (loss)"
+        if self.replicated:  # one model: this rank's loss is on its share of the union batch
             share = (self.shard.hi - self.shard.lo) / self.nodes
-            total = self.comm.all_reduce(losses.double().sum().reshape(1) * share, what + " (loss)")
-            loss = float(total[0])
-            if not math.isfinite(loss):
-                raise Diverged(self.iteration, "loss")
-            self.stack.grads.mul_(share)
-            self.net.all_reduce(self.stack.grads, what + " (gradient all-reduce)")
+            loss = float(self.comm.all_reduce(losses.double().sum().reshape(1) * share, what)[0])
         else:
-            total = self.comm.all_reduce(losses.double().sum().reshape(1), what + " (loss)")
-            loss = float(total[0]) / self.nodes
-            if not math.isfinite(loss):
-                raise Diverged(self.iteration, "loss")
-        if self.stateful:
-            self.algorithm.before_update(self.stack.params, self.stack.grads, self.iteration,
-                                         self.net)
-        self.optimizer.step(self.schedule(self.iteration))
-        self._communicate(self.net)
-        self.iteration += 1
+            total = self.comm.all_reduce(losses.double().sum().reshape(1), what)
+            loss = float(total[0]) / self.models_per_replica
+        if not math.isfinite(loss):
+            raise Diverged(self.iteration, "loss")
         return loss
 
     def replica_params(self, r: int = 0) -> torch.Tensor:
@@ -130,7 +114,7 @@ class DistributedEngine(TrainingEngine):
         return self.stack.params
 
     def check_finite(self) -> None:
-        ok = torch.tensor([float(bool(torch.isfinite(self.stack.params).all()))], device=self.device)
+        ok = torch.tensor([float(all_finite(self.stack.params))], device=self.device)
         self.comm.all_reduce(ok, f"iteration {self.iteration} (finite check)", op="min")
         if ok.item() < 1:
             raise Diverged(self.iteration, "parameters")
@@ -181,9 +165,9 @@ class DistributedEvaluator:
         return self.comm.share(f"eval/{engine.name}", record)
 
     def _decentralized(self, engine: DistributedEngine) -> dict | None:
-        comm, m = self.comm, engine.nodes
+        comm, m = self.comm, engine.models_per_replica
         params = engine.stack.params
-        lo, hi = engine.shard.lo, engine.shard.hi
+        lo, hi = engine.model_lo, engine.model_hi
         what = f"evaluation at iteration {engine.iteration}"
         total = comm.all_reduce(params.sum(0), what)
         mean = total / m
@@ -198,7 +182,7 @@ class DistributedEvaluator:
         rows = torch.empty(len(ids), params.shape[1], dtype=params.dtype, device=params.device)
         recvs, at = [], 0
         for p in range(comm.world_size):
-            plo, phi = comm.block(p)
+            plo, phi, _ = engine.algorithm.placement(*comm.block(p))
             n = sum(1 for i in ids if plo <= i < phi)
             if n and p != 0:
                 recvs.append((p, rows[at:at + n]))

@@ -1,4 +1,4 @@
-"""The algorithms' :class:`~gossiplab.more_algorithms.Network` across processes.
+"""The algorithms' :class:`~gossiplab.algorithms.Network` across processes.
 
 ``mix`` is the :class:`~gossiplab.engine.p2p.NeighbourMixer`; averages and scalar sums are
 all-reduces of this rank's row sums; ``mix_encoded`` sends each encoded row (compressed gossip)
@@ -13,19 +13,23 @@ from __future__ import annotations
 import torch
 
 from gossiplab.accounting import CountedMix, Ledger
+from gossiplab.algorithms import Decode, Network
 from gossiplab.engine.comm import Comm
 from gossiplab.engine.p2p import NeighbourMixer
-from gossiplab.more_algorithms import Decode, Network
 
 
 class DistributedNetwork(Network):
-    """This rank's rows only (no replicas); ``nodes`` = m over all ranks."""
+    """This rank's rows only (no replicas); ``nodes`` = the models over all ranks. ``share``: for a
+    model replicated on every rank (data-parallel), the fraction of the nodes this rank holds,
+    by which :meth:`average_` weighs its partial value (None for rows split over the ranks)."""
 
-    def __init__(self, mixer: NeighbourMixer, comm: Comm, ledger: Ledger, nodes: int):
+    def __init__(self, mixer: NeighbourMixer, comm: Comm, ledger: Ledger, nodes: int,
+                 share: float | None = None):
         super().__init__(mixer, ledger, replicas=1)
         self.mixer = mixer
         self.comm = comm
         self.nodes = nodes
+        self.share = share
         self.all_reduce_payload = 0  # bytes this rank handed to all-reduces (measured)
         self._recv: dict[tuple, torch.Tensor] = {}
 
@@ -33,6 +37,17 @@ class DistributedNetwork(Network):
         """A sum all-reduce whose payload is counted as measured."""
         self.all_reduce_payload += t.numel() * t.element_size()
         return self.comm.all_reduce(t, what)
+
+    def average_(self, x: torch.Tensor) -> torch.Tensor:
+        if self.share is None:
+            return super().average_(x)
+        # a replicated model: the node-weighted sum of the ranks' partial values (centralized's
+        # gradient of the union batch)
+        self.ledger.all_reduce(CountedMix.row_bytes(x))
+        with torch.no_grad():
+            x.mul_(self.share)
+            self.all_reduce(x, "gradient all-reduce")
+        return x
 
     def mean_rows(self, x: torch.Tensor) -> torch.Tensor:
         self.ledger.all_reduce(CountedMix.row_bytes(x))

@@ -27,6 +27,19 @@ from torch import nn
 
 from gossiplab.engine.runtime import run_in_workers
 
+SCRATCH_BYTES = 8 << 20  # row-wise passes over the matrix use temporaries of about this size
+
+
+def scratch_rows(mat: torch.Tensor) -> int:
+    """Rows of ``mat`` that fit in SCRATCH_BYTES (at least one)."""
+    return max(1, SCRATCH_BYTES // max(1, mat.shape[1] * mat.element_size()))
+
+
+def all_finite(mat: torch.Tensor) -> bool:
+    """No NaN/inf in a [rows, d] matrix, checked a few rows at a time (no [rows, d] mask)."""
+    step = scratch_rows(mat)
+    return all(bool(torch.isfinite(mat[i:i + step]).all()) for i in range(0, mat.shape[0], step))
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -91,9 +104,14 @@ class NodeStack:
         return self._modules
 
     def consensus_distance(self, rows: slice | None = None) -> float:
-        """(1/m) sum_k ||x_k - mean x||^2 over the given rows."""
+        """(1/m) sum_k ||x_k - mean x||^2 over the given rows, a few rows at a time (the
+        temporaries stay about SCRATCH_BYTES, not a copy of the matrix; each row's sum is the
+        same operation as over the whole matrix)."""
         p = self.params if rows is None else self.params[rows]
-        return float(((p - p.mean(0, keepdim=True)) ** 2).sum(1).mean())
+        mean = p.mean(0, keepdim=True)
+        step = scratch_rows(p)
+        sums = torch.cat([(p[i:i + step] - mean).pow_(2).sum(1) for i in range(0, p.shape[0], step)])
+        return float(sums.mean())
 
 
 # -- per-node forward/backward ------------------------------------------------------------------

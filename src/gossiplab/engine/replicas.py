@@ -18,17 +18,21 @@ independent runs; ``run/replicas.py`` trains them, the sweep scheduler groups th
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from gossiplab.accounting import CountedMix
+from gossiplab.algorithms import DSGDMGS, Network
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler
-from gossiplab.engine.mixing import MatrixMixer
+from gossiplab.engine.mixing import SPARSE_MIN_NODES, MatrixMixer
+from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.optim import MatrixSGD
-from gossiplab.more_algorithms import Network
+from gossiplab.gossip import PlainGossip
 from gossiplab.schedules import build_schedule
 from gossiplab.setup import Setup, build_model_for
 
@@ -62,19 +66,36 @@ class _Replica(TrainingEngine):
         self.net = Network(self.mixer, self.ledger)
         self.iteration = 0
         self.round = 0
-        if self.stateful:
-            self.algorithm.allocate(params)
+        self.algorithm.init_state(params)
         self.diverged_at: int | None = None
 
     def before(self, iteration: int) -> None:
-        """The single run's step after forward/backward, up to the SGD update."""
+        """The single run's step after forward/backward, up to the SGD update: the algorithm's
+        hook between gradient and update."""
         self.iteration = iteration
-        if self.stateful:
-            self.algorithm.before_update(self.stack.params, self.stack.grads, iteration, self.net)
+        self.round += self.algorithm.after_gradient(self.stack.params, self.stack.grads, self.net,
+                                                    iteration, self.round)
+
+    def after(self) -> None:
+        """The single run's step after the SGD update: the algorithm's communication."""
+        self.round += self.algorithm.communicate(self.stack.params, self.net, self.iteration,
+                                                 self.round)
 
     def optim_key(self) -> tuple:
         o = self.cfg.optim
         return (o.momentum, o.nesterov, o.weight_decay)
+
+    def gossip_key(self) -> str | None:
+        """Replicas with equal keys (not None) compute the same plain gossip rounds (same W_r,
+        Q and plan) and may run them as one block-diagonal product; None: this replica
+        communicates on its own (other algorithms and schemes, sparse W)."""
+        cfg = self.cfg
+        if (type(self.algorithm) is not DSGDMGS
+                or type(self.algorithm.gossip) is not PlainGossip
+                or self.algorithm.gossip.rounds() == 0 or cfg.topology.nodes >= SPARSE_MIN_NODES):
+            return None
+        return json.dumps([cfg.topology.model_dump(mode="json"), cfg.algorithm.gossip_steps,
+                           cfg.engine.fuse_gossip], sort_keys=True)
 
 
 class ReplicaSimulator(TrainingEngine):
@@ -103,6 +124,8 @@ class ReplicaSimulator(TrainingEngine):
             self.parts.append(_Replica(s, algorithm, self.stack.params[rows], self.stack.grads[rows],
                                        self.device))
         self.algorithm = self.parts[0].algorithm
+        self.gossip_keys = [part.gossip_key() for part in self.parts]
+        self._block_mixers: dict[tuple[str, int], MatrixMixer] = {}
         # One SGD update of the whole matrix where every replica's is the same elementwise
         # operation (same optimizer settings; checked per iteration: same learning rate); the
         # replicas' momentum buffers are views of the shared one, so both paths see one state.
@@ -116,6 +139,8 @@ class ReplicaSimulator(TrainingEngine):
             for node, ix in enumerate(s.partition.nodes):
                 tab[r, node, :len(ix)] = ix
         self.tables = torch.from_numpy(tab).to(self.device)
+        self._uniform = all(p.sampler.mode == "uniform" for p in self.parts)
+        self._sizes = torch.stack([p.sampler.sizes for p in self.parts])[:, :, None]
         self.last_losses: torch.Tensor | None = None
 
     @property
@@ -129,10 +154,22 @@ class ReplicaSimulator(TrainingEngine):
     def active(self, r: int) -> bool:
         return self.parts[r].diverged_at is None
 
+    def _positions(self) -> torch.Tensor:
+        """[R, m, b] positions, replica r's from its own sampler. Uniform sampling draws each
+        replica's uniforms from its generator (BatchSampler.sample's call) and maps them to
+        positions once for all replicas (the same elementwise operations)."""
+        samplers = [p.sampler for p in self.parts]
+        if not self._uniform:
+            return torch.stack([s.sample() for s in samplers]).to(self.device)
+        u = torch.stack([torch.rand(s.m, s.b, generator=s.generator, dtype=torch.float64)
+                         for s in samplers])
+        pos = (u * self._sizes).long()
+        return torch.minimum(pos, self._sizes - 1).to(self.device)
+
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[R, m, b, ...] inputs and [R, m, b] labels, each replica from its own sampler."""
         ds = self.setups[0].dataset
-        positions = torch.stack([p.sampler.sample() for p in self.parts]).to(self.device)
+        positions = self._positions()
         idx = torch.gather(self.tables, 2, positions).reshape(-1)
         x = ds.x_train[idx]
         if self.setups[0].augment:
@@ -170,19 +207,56 @@ class ReplicaSimulator(TrainingEngine):
         else:
             for part in active:
                 part.optimizer.step(part.schedule(self.iteration))
-        for part in active:
-            part._communicate(part.net)
+        self._communicate_all(active)
         self.iteration += 1
         for part in self.parts:
             part.iteration = self.iteration
         self.last_losses = losses
         return out
 
+    def _communicate_all(self, active: list[_Replica]) -> None:
+        """Each replica's communication; neighbouring replicas with the same plain gossip
+        (:meth:`_Replica.gossip_key`) as one block-diagonal product over their rows (the dense
+        kernels give every replica's block the single run's values: tested bitwise), each
+        replica's ledger and round counter updated as its own rounds would."""
+        index = {id(part): r for r, part in enumerate(self.parts)}
+        i = 0
+        while i < len(active):
+            key = self.gossip_keys[index[id(active[i])]]
+            j = i + 1
+            while (key is not None and j < len(active)
+                   and self.gossip_keys[index[id(active[j])]] == key
+                   and index[id(active[j])] == index[id(active[j - 1])] + 1
+                   and active[j].round == active[i].round):
+                j += 1
+            if j - i == 1:
+                active[i].after()
+            else:
+                self._gossip_block(active[i:j], index[id(active[i])], key)
+            i = j
+
+    def _gossip_block(self, block: list[_Replica], first: int, key: str) -> None:
+        lead = block[0]
+        steps, round0 = lead.algorithm.gossip.rounds(), lead.round
+        row_bytes = CountedMix.row_bytes(lead.stack.params)
+        for part in block:
+            for q in range(steps):
+                part.ledger.gossip_round(round0 + q, row_bytes)
+            part.round += steps
+        mixer = self._block_mixers.get((key, len(block)))
+        if mixer is None:
+            mixer = self._block_mixers[(key, len(block))] = MatrixMixer(
+                lead.setup.topology, replicas=len(block), device=self.device,
+                fuse=lead.cfg.engine.fuse_gossip, sparse=False)
+        k = self.models_per_replica
+        with torch.no_grad():
+            mixer.rounds_(self.stack.params[first * k:(first + len(block)) * k], round0, steps)
+
     def replica_params(self, r: int = 0) -> torch.Tensor:
         return self.parts[r].stack.params
 
     def replica_finite(self, r: int) -> bool:
-        return bool(torch.isfinite(self.replica_params(r)).all())
+        return all_finite(self.replica_params(r))
 
     def replica_lr(self, r: int) -> float:
         return self.parts[r].lr()

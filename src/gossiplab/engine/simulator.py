@@ -1,7 +1,9 @@
 """The simulator: one process trains all m nodes (and any stability twins) of one algorithm.
 
-One iteration = sample positions -> gather the [replicas, m, b] batch -> per-node forward/backward
-into the gradient matrix -> one fused SGD update -> Q gossip rounds as matrix products.
+One iteration (:meth:`~gossiplab.engine.base.TrainingEngine.step`) = sample positions -> gather
+the [replicas, m, b] batch -> per-node forward/backward into the gradient matrix -> the
+algorithm's hook -> one fused SGD update -> the algorithm's communication, whose gossip rounds
+are matrix products (the :class:`~gossiplab.algorithms.Network` base).
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import math
 import numpy as np
 import torch
 
+from gossiplab.algorithms import Network
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler, NodeData
 from gossiplab.engine.mixing import MatrixMixer
 from gossiplab.errors import Diverged
-from gossiplab.more_algorithms import Network
 from gossiplab.setup import Setup
 
 
@@ -40,25 +42,17 @@ class Simulator(TrainingEngine):
         self.mixer = MatrixMixer(setup.topology, replicas=self.replicas, device=self.device,
                                  fuse=cfg.engine.fuse_gossip)
         self.net = Network(self.mixer, self.ledger, replicas=self.replicas)
-        self.last_losses: torch.Tensor | None = None
 
-    def step(self) -> float:
-        """One iteration; returns the mean batch loss of replica 0's models."""
+    def _local_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         positions = self.sampler.sample().to(self.device)
         aug = self.data.sample_augmentation(positions.numel(), self.sampler.generator)
-        x, y = self.data.batch(positions, aug, workers=torch.get_num_threads())
-        xg, yg = self.algorithm.arrange(x, y)
-        losses = self._forward_backward(self.stack, xg, yg)
+        return self.data.batch(positions, aug, workers=torch.get_num_threads())
+
+    def _batch_loss(self, losses: torch.Tensor) -> float:
+        """The mean batch loss of replica 0's models."""
         loss = float(losses[: self.models_per_replica].mean())
         if not math.isfinite(float(losses.sum())):
             raise Diverged(self.iteration, "loss")
-        if self.stateful:
-            self.algorithm.before_update(self.stack.params, self.stack.grads, self.iteration,
-                                         self.net)
-        self.optimizer.step(self.schedule(self.iteration))
-        self._communicate(self.net)
-        self.iteration += 1
-        self.last_losses = losses
         return loss
 
     def replica_params(self, r: int = 0) -> torch.Tensor:
@@ -68,3 +62,4 @@ class Simulator(TrainingEngine):
 
     def average_model(self, r: int = 0) -> torch.Tensor:
         return self.replica_params(r).mean(0)
+

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from gossiplab.metrics import CATALOGUE, REPORT_METRICS
 from gossiplab.report.intervals import Interval, kind_of, ranged
-from gossiplab.sweep.spec import flatten, ignores
+from gossiplab.stats import MeanCI, summarize
+from gossiplab.sweep.spec import flatten, get_dotted, ignores
 from gossiplab.sweep.store import ResultsStore
 
 Q_KEY = "algorithm.gossip_steps"
@@ -24,31 +24,13 @@ ALGO_KEY = "algorithm.name"
 NOT_AXES = {"algorithm.compare_centralized", "engine.threads"}
 
 # final metrics: short name -> (path in an evaluation record, label)
-METRICS = {
-    "test_acc": ("avg_model.test_acc", "test accuracy"),
-    "train_acc": ("avg_model.train_acc", "train accuracy"),
-    "test_loss": ("avg_model.test_loss", "test loss"),
-    "train_loss": ("avg_model.train_loss", "train loss"),
-    "gen_gap_acc": ("gen_gap_acc", "gen. gap (0-1 error)"),
-    "gen_gap_loss": ("gen_gap_loss", "gen. gap (loss)"),
-    "consensus_distance": ("consensus_distance", "consensus distance"),
-    "test_loss_matched": ("avg_model.test_loss_matched", "test loss (label-matched)"),
-    "test_acc_matched": ("avg_model.test_acc_matched", "test accuracy (label-matched)"),
-    "gen_gap_loss_matched": ("gen_gap_loss_matched", "gen. gap (loss, label-matched)"),
-    "gen_gap_acc_matched": ("gen_gap_acc_matched", "gen. gap (0-1 error, label-matched)"),
-    "rounds": ("rounds", "gossip rounds (total)"),
-    "iteration": ("iteration", "iterations"),
-}
+METRICS = {name: CATALOGUE[name] for name in REPORT_METRICS}  # name: (record path, label)
 
 
 def record_value(record: dict[str, Any], path: str) -> float:
-    node: Any = record
-    for p in path.split("."):
-        if not isinstance(node, dict) or p not in node:
-            return math.nan
-        node = node[p]
+    """The number at dotted ``path`` of an evaluation record; NaN where there is none."""
     try:
-        return float(node)
+        return float(get_dotted(record, path))
     except (TypeError, ValueError):
         return math.nan
 
@@ -74,33 +56,12 @@ class Run:
         return tuple(v) if isinstance(v, list) else v
 
 
-@dataclass
-class Aggregate:
-    mean: float
-    half: float  # half-width of the interval (std or 95% CI); 0 with one seed
-    n: int
-
-    def fmt(self, digits: int = 4) -> str:
-        if math.isnan(self.mean):
-            return "-"
-        if self.n < 2:
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
+Aggregate = MeanCI  # a metric over seeds: mean and the report's interval (half-width)
 
 
 def aggregate(values: Iterable[float], interval: str = "ci95") -> Aggregate:
-    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    if a.size == 0:
-        return Aggregate(math.nan, math.nan, 0)
-    if a.size == 1:
-        return Aggregate(float(a[0]), 0.0, 1)
-    std = float(a.std(ddof=1))
-    if interval == "std":
-        return Aggregate(float(a.mean()), std, int(a.size))
-    from scipy.stats import t
-
-    return Aggregate(float(a.mean()), float(t.ppf(0.975, a.size - 1)) * std / math.sqrt(a.size),
-                     int(a.size))
+    """Mean over seeds with a 95% t-interval (``"ci95"``) or ± one standard deviation (``"std"``)."""
+    return summarize(values, 0.95, "std" if interval == "std" else "t")
 
 
 INTERVALS = {"ci95": "95% t-interval over seeds", "std": "± one standard deviation over seeds"}

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gossiplab.algorithms import BASELINE  # noqa: E402
 from gossiplab.report.data import (  # noqa: E402
     METRICS,
     Q_KEY,
@@ -72,11 +73,11 @@ def label_of(where: dict[str, Any]) -> str:
 
 
 def dsgd(res: Results) -> list[Run]:
-    return [r for r in res.ok if r.algorithm != "centralized"]
+    return [r for r in res.ok if r.algorithm != BASELINE]
 
 
 def central(res: Results) -> list[Run]:
-    return [r for r in res.ok if r.algorithm == "centralized"]
+    return [r for r in res.ok if r.algorithm == BASELINE]
 
 
 def need_varied(res: Results, key: str, runs: list[Run], what: str) -> list[Any]:

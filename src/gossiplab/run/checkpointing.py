@@ -20,10 +20,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.config import Config, from_dict
+from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import UserError
 from gossiplab.fileio import safe_filename
@@ -102,7 +101,7 @@ class CheckpointHook(Hook):
 
     def save(self, sim: Simulator, done: bool = False) -> bool:
         """Write the state unless a parameter is NaN/inf; returns whether it was written."""
-        if not bool(torch.isfinite(sim.stack.params).all()):
+        if not all_finite(sim.stack.params):
             return False
         save_checkpoint(self.path, {
             "kind": KIND,

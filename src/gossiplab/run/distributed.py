@@ -25,7 +25,7 @@ from gossiplab.errors import PeerLost, UserError
 from gossiplab.fileio import JsonlWriter, atomic_write_json, atomic_write_text
 from gossiplab.metrics import Evaluator
 from gossiplab.run import rank_checkpoints as ckpt
-from gossiplab.run.loop import Hook, RunResult, train
+from gossiplab.run.loop import Hook, MetricsLog, RunResult, train
 from gossiplab.run.runner import (
     algorithms_to_run,
     check_output_dir,
@@ -54,14 +54,6 @@ def run_distributed(cfg: Config, out: str | Path | None = None, *, overwrite: bo
         raise
     comm.close()
     return summary
-
-
-class _MetricsLog(Hook):
-    def __init__(self, writer: JsonlWriter):
-        self.writer = writer
-
-    def on_eval(self, sim, record: dict) -> None:
-        self.writer.write(record)
 
 
 class _Replay(Hook):
@@ -246,7 +238,7 @@ class _Run:
         if record is not None or elapsed:
             hooks.append(_Replay(record, elapsed))
         if writer is not None:
-            hooks.append(_MetricsLog(writer))
+            hooks.append(MetricsLog(writer))
         # Waits in gloo carry engine.timeout; the steps that take one rank longer than the others
         # (writing files, building the evaluator) end in a store barrier, which waits on heartbeats.
         hooks.append(ckpt.CheckpointHook(out, self.rank, cfg.config_hash(), elapsed,

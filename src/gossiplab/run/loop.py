@@ -13,6 +13,7 @@ from typing import Any
 import gossiplab
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import Diverged
+from gossiplab.fileio import JsonlWriter
 from gossiplab.metrics import Evaluator
 from gossiplab.setup import Setup
 
@@ -27,6 +28,20 @@ class Hook:
     def on_eval(self, sim: Simulator, record: dict) -> None: ...
 
     def on_end(self, sim: Simulator, result: RunResult) -> None: ...
+
+
+class MetricsLog(Hook):
+    """Writes every evaluation record, as one JSON line, to ``writer`` (nothing when it is None),
+    with ``tags`` (e.g. the stability replica count) in front: the one metrics.jsonl writer of
+    simulator runs, distributed runs and stability runs."""
+
+    def __init__(self, writer: JsonlWriter | None, tags: dict | None = None):
+        self.writer = writer
+        self.tags = tags or {}
+
+    def on_eval(self, sim: Simulator, record: dict) -> None:
+        if self.writer is not None:
+            self.writer.write({**self.tags, **record} if self.tags else record)
 
 
 @dataclass

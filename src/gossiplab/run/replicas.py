@@ -49,7 +49,7 @@ def group_key(config: dict[str, Any]) -> str:
     run are never grouped (their key is unique)."""
     import json
 
-    from gossiplab.sweep.spec import flatten
+    from gossiplab.config import flatten
 
     flat = flatten(config)
     if flat.get("engine.name", "simulator") != "simulator" or flat.get("algorithm.compare_centralized"):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 import gossiplab
+from gossiplab.algorithms import BASELINE
 from gossiplab.config import Config
 from gossiplab.engine.simulator import Simulator
 from gossiplab.engine.threads import ThreadChoice, apply_threads, choose_threads, step_flops
@@ -28,7 +29,7 @@ from gossiplab.fileio import (
     to_json_line,
 )
 from gossiplab.run import checkpointing as ck
-from gossiplab.run.loop import Hook, RunResult, train
+from gossiplab.run.loop import Hook, MetricsLog, RunResult, train
 from gossiplab.setup import Setup, build_model_for, prepare
 
 OUTPUT_FILES = ("config.json", "metrics.jsonl", "summary.json")
@@ -58,8 +59,8 @@ def environment() -> dict[str, Any]:
 
 def algorithms_to_run(cfg: Config) -> list[str]:
     names = [cfg.algorithm.name]
-    if cfg.algorithm.compare_centralized and cfg.algorithm.name != "centralized":
-        names.append("centralized")
+    if cfg.algorithm.compare_centralized and cfg.algorithm.name != BASELINE:
+        names.append(BASELINE)
     return names
 
 
@@ -74,14 +75,6 @@ def check_output_dir(out: Path, overwrite: bool = False) -> None:
             f"--out {out} already holds results ({', '.join(existing)}); choose another "
             f"directory or pass --overwrite{hint}"
         )
-
-
-class _MetricsLog(Hook):
-    def __init__(self, writer: JsonlWriter):
-        self.writer = writer
-
-    def on_eval(self, sim: Simulator, record: dict) -> None:
-        self.writer.write(record)
 
 
 def run_experiment(cfg: Config, out: str | Path | None = None, *,
@@ -141,7 +134,7 @@ def run_experiment(cfg: Config, out: str | Path | None = None, *,
             if saved is not None:
                 ck.restore_simulator(sim, saved)
                 result = saved.result
-            run_hooks = (hooks(name) if hooks else []) + ([_MetricsLog(writer)] if writer else [])
+            run_hooks = (hooks(name) if hooks else []) + ([MetricsLog(writer)] if writer else [])
             ckpt = None
             if every:
                 assert out_path is not None

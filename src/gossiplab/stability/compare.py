@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from gossiplab.errors import UserError
-from gossiplab.stability.stats import loglog_fit
+from gossiplab.stats import loglog_fit
 
 # factor -> config key varied across runs (T is read along each run's trajectory)
 FACTORS = {"n": "data.samples_per_node", "m": "topology.nodes", "Q": "algorithm.gossip_steps"}

@@ -15,7 +15,7 @@ from gossiplab.engine.threads import apply_threads
 from gossiplab.errors import UserError
 from gossiplab.fileio import JsonlWriter, atomic_write_json
 from gossiplab.metrics import Evaluator
-from gossiplab.run.loop import Hook, train
+from gossiplab.run.loop import Hook, MetricsLog, train
 from gossiplab.run.runner import algorithms_to_run, choose_run_threads, environment
 from gossiplab.setup import load_data, prepare
 from gossiplab.stability.hooks import (
@@ -57,16 +57,6 @@ def reference_config(cfg: Config, iterations: int) -> Config:
         "train": {"iterations": iterations},
         "eval": {"every": max(1, iterations // 40)},
     }))
-
-
-class _Log(Hook):
-    def __init__(self, writer: JsonlWriter | None, tags: dict):
-        self.writer = writer
-        self.tags = tags
-
-    def on_eval(self, sim, record: dict) -> None:
-        if self.writer is not None:
-            self.writer.write({**self.tags, **record})
 
 
 def run_stability(cfg: Config, out: str | Path | None = None, *,
@@ -123,7 +113,7 @@ def run_stability(cfg: Config, out: str | Path | None = None, *,
                                          iterations=sc.power_iterations, seed=sc.seed, tags=tags)
                 label = f"rep {r + 1}/{sc.repetitions} {name} + {len(perts)} twins"
                 hooks = [*(progress(label) if progress else []), recorder, consensus, smooth,
-                         _Log(metrics_w, {**tags, "replicas": sim.replicas})]
+                         MetricsLog(metrics_w, {**tags, "replicas": sim.replicas})]
                 result = train(setup, name, hooks=hooks, sim=sim)
                 if stab_w is not None:
                     for rec in smooth.records:

@@ -12,7 +12,7 @@ import numpy as np
 from gossiplab import theory
 from gossiplab.config import Config
 from gossiplab.setup import Setup
-from gossiplab.stability.stats import mean_ci
+from gossiplab.stats import mean_ci
 
 ESTIMAND = ("E[(1/mn) sum_{j,i} ||A(S) - A(S^(ij))||^2] with A(S) the averaged model at iteration T "
             "(l2 on-average model stability squared)")

@@ -10,7 +10,6 @@ files whose name starts with ``_`` are bases other files include, not packs.
 
 from __future__ import annotations
 
-import difflib
 import math
 import tomllib
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from gossiplab.errors import UserError
+from gossiplab.errors import UserError, did_you_mean
 
 # Per-step cost model for the time estimate: a fixed overhead (python, small kernels) plus the
 # arithmetic at a single core's rate. Calibrated on this project's 2-core machine (default run:
@@ -80,8 +79,7 @@ def find_pack(name: str, kind: str | None = None) -> Pack:
                                 and sum(q.name.rsplit("/", 1)[-1] == wanted for q in packs) == 1):
             return p
     names = [p.name for p in packs]
-    close = difflib.get_close_matches(wanted, names, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(wanted, names)
     what = f"{kind} pack" if kind else "pack"
     raise UserError(f"no {what} named '{name}'{hint}; `gossiplab packs` lists them")
 

@@ -4,6 +4,7 @@ in flight, and show one progress bar (with ETA) for the whole sweep."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_RE
         by_key.setdefault(key, []).append(p)
     groups: list[list[SweepPoint]] = []
     for members in by_key.values():
+        # runs with the same gossip (differing in seeds) side by side: their rounds run as one
+        # product (engine/replicas.py)
+        members = sorted(members, key=lambda p: json.dumps(
+            [p.config.topology.model_dump(mode="json"), p.config.algorithm.model_dump(mode="json"),
+             p.config.engine.fuse_gossip], sort_keys=True))
         n = len(members)
         chunks = min(n, max(1, slots) * -(-n // (max(1, slots) * max(1, max_replicas))))
         size = -(-n // chunks)

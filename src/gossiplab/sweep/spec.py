@@ -29,107 +29,83 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gossiplab.config import (
+from gossiplab.algorithms import ALGORITHMS, BASELINE, Algorithm
+from gossiplab.config import (  # flatten, get_dotted, set_dotted: imported from here too
+    CONFIG_FILE_LIMIT,
     AlgorithmConfig,
     Config,
     apply_override,
     check_keys,
+    flatten,
     from_dict,
+    get_dotted,
     merge,
     parse_value,
     read_toml,
+    set_dotted,
     shown,
 )
 from gossiplab.errors import ConfigError
 
+MAX_RUNS = 1_000_000  # checked before the grid is expanded (a run is a row in memory and the store)
 SWEEP_KEYS = {"name", "description", "config", "seeds", "seed_keys", "baseline", "expected"}
 # expected: free text, how long the sweep took where it was measured (`gossiplab packs` shows it)
 TOP_LEVEL = {"sweep", "base", "grid", "zip"}
 SEED_KEYS = ("data", "init", "sampling")
-
-# Keys a centralized run keeps from the topology/algorithm sections; every other key of those two
-# sections does not change a centralized run and is reset to its default.
-BASELINE_KEEPS = frozenset({"topology.nodes", "algorithm.name", "algorithm.compare_centralized"})
-BASELINE_SECTIONS = ("topology", "algorithm")
 
 # Columns every results store indexes, whatever a sweep varies.
 CORE_KEYS = ("algorithm.name", "data.dataset", "model.name", "topology.name", "topology.nodes",
              "algorithm.gossip_steps", "seeds.data", "seeds.init", "seeds.sampling")
 
 
+def _algorithm(config: dict[str, Any]) -> type[Algorithm] | None:
+    return ALGORITHMS.get(get_dotted(config, "algorithm.name") or AlgorithmConfig().name)
+
+
 def baseline_ignores(key: str) -> bool:
-    """True when ``key`` has no effect on a centralized run (topology and gossip keys)."""
-    return key.split(".", 1)[0] in BASELINE_SECTIONS and key not in BASELINE_KEEPS
-
-
-def local_ignores(key: str) -> bool:
-    """True when ``key`` has no effect on DSGD-MGS with Q = 0 (local SGD: nodes never talk)."""
-    return (key.startswith("topology.") and key != "topology.nodes") or key == "algorithm.gossip"
+    """True when ``key`` has no effect on a baseline (centralized) run: topology and gossip keys."""
+    return ALGORITHMS[BASELINE].ignores(key, {"algorithm": {"name": BASELINE}})
 
 
 def ignores(config: dict[str, Any], key: str) -> bool:
-    """True when ``key`` cannot change the run ``config`` describes (so it is normalised away)."""
-    algo = get_dotted(config, "algorithm.name")
-    if algo == "centralized":
-        return baseline_ignores(key)
-    if algo in (None, "dsgd_mgs") and get_dotted(config, "algorithm.gossip_steps") == 0:
-        return local_ignores(key)
-    return False
+    """True when ``key`` cannot change the run ``config`` describes (so it is normalised away);
+    the algorithm says which keys (:meth:`~gossiplab.algorithms.Algorithm.ignores`)."""
+    cls = _algorithm(config)
+    return cls is not None and cls.ignores(key, config)
+
+
+def _drop(d: dict[str, Any], key: str) -> None:
+    *parents, last = key.split(".")
+    node: Any = d
+    for part in parents:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    node.pop(last, None)
 
 
 def normalise_baseline(raw: dict[str, Any]) -> dict[str, Any]:
-    """A centralized config with the keys it ignores reset to their defaults."""
+    """The baseline (centralized) config of ``raw``, with the keys it ignores reset to defaults."""
     out = merge(raw, {})
-    nodes = out.get("topology", {}).get("nodes")
-    out["topology"] = {} if nodes is None else {"nodes": nodes}
-    out["algorithm"] = {"name": "centralized", "compare_centralized": False}
-    return out
+    set_dotted(out, "algorithm.name", BASELINE)
+    set_dotted(out, "algorithm.compare_centralized", False)
+    return normalise(out)
 
 
 def normalise(raw: dict[str, Any]) -> dict[str, Any]:
-    """Reset the keys a run ignores, so that runs which compute the same thing hash the same:
-    centralized runs (topology and gossip keys) and DSGD-MGS with Q = 0 (topology keys)."""
-    algo = get_dotted(raw, "algorithm.name")
-    if algo == "centralized":
-        return normalise_baseline(raw)
-    if algo in (None, "dsgd_mgs") and get_dotted(raw, "algorithm.gossip_steps") == 0:
-        out = merge(raw, {})
-        nodes = out.get("topology", {}).get("nodes")
-        out["topology"] = {} if nodes is None else {"nodes": nodes}
-        out.get("algorithm", {}).pop("gossip", None)
-        return out
-    return raw
-
-
-def get_dotted(d: dict[str, Any], key: str) -> Any:
-    node: Any = d
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = d
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+    """Reset the keys a run ignores, so that runs which compute the same thing hash the same
+    (e.g. centralized: topology and gossip keys; DSGD-MGS with Q = 0: topology keys)."""
+    dropped = [k for k in flatten(raw) if ignores(raw, k)]
+    if not dropped:
+        return raw
+    out = merge(raw, {})
+    for k in dropped:
+        _drop(out, k)
     return out
 
 
@@ -256,6 +232,7 @@ class SweepSpec:
                     z[k] = [z[k][i] for i in keep]
         if seeds is not None and seeds < 1:
             raise ConfigError("--seeds must be >= 1")
+        _count(seeds, f"--seeds {seeds}", self.where)
         return SweepSpec(name=self.name, base=base, grid=grid, zips=zips,
                          seeds=list(range(seeds)) if seeds is not None else self.seeds,
                          seed_keys=self.seed_keys, baseline=self.baseline,
@@ -290,7 +267,7 @@ class SweepSpec:
                 set_dotted(raw, "algorithm.compare_centralized", False)
                 algo = get_dotted(raw, "algorithm.name") or AlgorithmConfig().name
                 # the baseline first: its reference line exists as soon as any point is done
-                variants = [normalise_baseline(raw), raw] if self.baseline and algo != "centralized" \
+                variants = [normalise_baseline(raw), raw] if self.baseline and algo != BASELINE \
                     else [raw]
                 for r in variants:
                     p = self._point(r, combo, seed)
@@ -304,7 +281,7 @@ class SweepSpec:
     def _point(self, raw: dict[str, Any], combo: dict[str, Any], seed: int | None) -> SweepPoint:
         raw = normalise(raw)
         try:
-            cfg = from_dict(raw)
+            cfg = from_dict(raw, strict=True)  # every value came from a file
         except ConfigError as e:
             at = ", ".join(f"{k}={json.dumps(v)}" for k, v in combo.items())
             seed_s = f" seed={seed}" if seed is not None else ""
@@ -400,11 +377,16 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
         if isinstance(seeds, int):
             if seeds < 1:
                 raise ConfigError(f"{where}: sweep.seeds must be >= 1")
+            _count(seeds, f"sweep.seeds = {seeds}", where)
             seeds = list(range(seeds))
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ConfigError(f"{where}: sweep.seeds must be a non-empty list of ints")
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"{where}: sweep.seeds has repeated values")
+    points = math.prod(len(v) for v in grid.values()) * math.prod(
+        len(next(iter(z.values()))) if z else 1 for z in zips)
+    _count(points * (len(seeds) if seeds else 1) * (2 if meta.get("baseline") is True else 1),
+           "the grid" + (" times the seeds" if seeds else ""), where)
     seed_keys = tuple(meta.get("seed_keys", SEED_KEYS))
     if not seed_keys or any(k not in SEED_KEYS for k in seed_keys):
         raise ConfigError(f"{where}: sweep.seed_keys must be a subset of {list(SEED_KEYS)}")
@@ -422,7 +404,17 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
+    from gossiplab.fileio import read_text
+
     path = Path(path)
-    raw = read_toml(path)
-    return parse_sweep(raw, path=str(path), source=path.read_text())
+    raw = read_toml(path, "sweep file")
+    # already checked by read_toml: a regular UTF-8 file of at most 1 MiB
+    source = read_text(path, "sweep file", CONFIG_FILE_LIMIT)
+    return parse_sweep(raw, path=str(path), source=source)
+
+
+def _count(n: int | None, what: str, where: str) -> None:
+    if n is not None and n > MAX_RUNS:
+        raise ConfigError(f"{where}: {what} gives {n:,} runs, more than the {MAX_RUNS:,} a sweep may "
+                          "hold; split it into several sweeps")
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gossiplab.errors import UserError
+from gossiplab.metrics import CATALOGUE, STORE_COLUMNS
 from gossiplab.sweep.spec import SweepPoint, SweepSpec, get_dotted, param_value
 
 SCHEMA_VERSION = 1
@@ -40,23 +41,8 @@ FINISHED = ("ok", "diverged", "failed")
 STATUSES = ("pending", "running", *FINISHED)
 DEFAULT_LEASE = 120.0  # seconds a claim stays valid without renewal
 
-# metric columns: column name -> path in an evaluation record
-METRIC_COLUMNS = {
-    "rounds": "rounds",
-    "lr": "lr",
-    "elapsed": "elapsed",
-    "train_batch_loss": "train_batch_loss",
-    "train_loss": "avg_model.train_loss",
-    "train_acc": "avg_model.train_acc",
-    "test_loss": "avg_model.test_loss",
-    "test_acc": "avg_model.test_acc",
-    "gen_gap_loss": "gen_gap_loss",
-    "gen_gap_acc": "gen_gap_acc",
-    "consensus_distance": "consensus_distance",
-    "node_test_acc_mean": "nodes.test_acc.mean",
-    "node_test_acc_min": "nodes.test_acc.min",
-    "node_test_acc_max": "nodes.test_acc.max",
-}
+# metric columns: column name -> path in an evaluation record (from the metric catalogue)
+METRIC_COLUMNS = {name: CATALOGUE[name][0] for name in STORE_COLUMNS}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

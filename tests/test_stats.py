@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from gossiplab.stability.stats import loglog_fit, mean_ci
+from gossiplab.stats import loglog_fit, mean_ci
 
 
 def test_mean_ci_is_the_student_t_interval():
