@@ -381,7 +381,11 @@ def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key '{shown(full)}'{_did_you_mean(key, model, prefix)}")
+            hint = _did_you_mean(key, model, prefix)
+            if not hint:  # nothing close: say what there is
+                where = f"keys of [{prefix[:-1]}]" if prefix else "sections"
+                hint = f"; {where}: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{shown(full)}'{hint}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
