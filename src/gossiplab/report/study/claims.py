@@ -397,7 +397,7 @@ def claim_alpha(res: Results, ctx: Context, sec: Section) -> None:
                           -1, f"alpha-{part}.png")
         sec.body += [f"*{what.get(part, part)}.*", "", *sub.body]
         sec.figures += sub.figures
-        reasons.append(f"{part}: " + "; ".join(f"{r[0]}: gap per tenfold alpha {r[1]}"
+        reasons.append(f"partition {part}: " + "; ".join(f"{r[0]}: gap per tenfold alpha {r[1]}"
                                                  for r in rows))
         sec.verdict = sub.verdict if len(reasons) == 1 else overall([sec.verdict, sub.verdict])
     sec.reason = ". ".join(reasons) + ". The claim predicts negative slopes (smaller alpha, larger gap)."
