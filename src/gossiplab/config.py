@@ -56,7 +56,9 @@ class DataConfig(Section):
     root: str = Field("data", description="Folder searched for dataset files (archives, IDX files).")
     download: bool = Field(True, description="Try to download missing CIFAR archives.")
     verify: bool = Field(True, description="Check dataset files against their published checksums.")
-    partition: str = Field("dirichlet", description="iid | dirichlet | shards")
+    partition: str = Field(
+        "dirichlet", description="iid | dirichlet | stratified_dirichlet (S keeps the training "
+        "set's label mix; node sizes differ) | shards")
     alpha: float = Field(0.3, gt=0, description="Dirichlet concentration; smaller = more label skew.")
     shards_per_node: int = Field(2, ge=1, description="Shards (about classes) per node, for 'shards'.")
     samples_per_node: int | None = Field(
@@ -262,6 +264,12 @@ class NetworkConfig(Section):
         0.002, ge=0,
         description="Compute time of one iteration (one node's gradient and update; nodes work "
         "in parallel). Set it from a benchmark of the model on the target hardware.",
+    )
+    compute: Literal["configured", "measured"] = Field(
+        "configured",
+        description="configured: compute_seconds per iteration; measured: this run's own timed "
+        "gradient + update per iteration, divided by the node batches the process computes (a "
+        "timing, so the modeled time is then not reproducible).",
     )
     datacenter_latency: float = Field(5e-5, ge=0, description="Data-center network: seconds "
                                       "per message (one-way latency).")
