@@ -265,6 +265,12 @@ class NetworkConfig(Section):
         description="Compute time of one iteration (one node's gradient and update; nodes work "
         "in parallel). Set it from a benchmark of the model on the target hardware.",
     )
+    compute: Literal["configured", "measured"] = Field(
+        "configured",
+        description="configured: compute_seconds per iteration; measured: this run's own timed "
+        "gradient + update per iteration, divided by the node batches the process computes (a "
+        "timing, so the modeled time is then not reproducible).",
+    )
     datacenter_latency: float = Field(5e-5, ge=0, description="Data-center network: seconds "
                                       "per message (one-way latency).")
     datacenter_bandwidth: float = Field(1.25e9, gt=0, description="Data-center network: bytes "
