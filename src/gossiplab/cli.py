@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sqlite3
 import sys
 import traceback
 import warnings
@@ -74,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             msg = msg.encode("unicode_escape").decode("ascii")
         print(f"gossiplab: error: {msg}", file=sys.stderr)
         return e.exit_status
+    except sqlite3.DatabaseError as e:  # a results store damaged in a way no check foresaw
+        if debug:
+            traceback.print_exc()
+        from gossiplab.sweep.store import safe_sqlite_message
+
+        print(f"gossiplab: error: a results store is damaged or unreadable "
+              f"({safe_sqlite_message(e)})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gossiplab: interrupted", file=sys.stderr)
         return 130

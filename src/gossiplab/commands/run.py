@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from gossiplab.commands.common import add_config_options, config_from_args
 from gossiplab.errors import UserError
+from gossiplab.fileio import read_json
 
 
 def _interval(text: str) -> int:
@@ -130,7 +130,7 @@ def run(args) -> int:
             Console(stderr=True, soft_wrap=True).print(
                 f"the run in {out}/ is already complete; nothing to resume")
             if not args.quiet:
-                _print_summary(cfg, json.loads(done.read_text()), out)
+                _print_summary(cfg, read_json(done, "summary"), out)
             return 0
     else:
         cfg = config_from_args(args)
