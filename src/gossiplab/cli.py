@@ -33,8 +33,17 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes end like every other bad input: one line, exit status 2 (argparse
+    would print the usage first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = message if message.isprintable() else message.encode("unicode_escape").decode("ascii")
+        self.exit(2, f"gossiplab: error: {self.prog}: {msg} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gossiplab",
         description="Decentralized SGD with multiple gossip steps: simulate, measure, compare.",
     )
