@@ -381,7 +381,11 @@ def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key '{shown(full)}'{_did_you_mean(key, model, prefix)}")
+            hint = _did_you_mean(key, model, prefix)
+            if not hint:  # nothing close: say what there is
+                where = f"keys of [{prefix[:-1]}]" if prefix else "sections"
+                hint = f"; {where}: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{shown(full)}'{hint}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
@@ -531,7 +535,8 @@ def reference_markdown() -> str:
         lines.append("| key | default | meaning |\n|---|---|---|")
         for name, fld in model.model_fields.items():
             default = fld.get_default(call_default_factory=True)
-            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {fld.description or ''} |")
+            meaning = (fld.description or "").replace("|", "\\|")  # a bare | splits the cell
+            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

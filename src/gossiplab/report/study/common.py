@@ -188,6 +188,7 @@ class Panel:
     note: str = ""
     share_note: str = ""
     digits: int = 4
+    share_signs: tuple[int, int] | None = None
 
     @classmethod
     def build(cls, effect: Effect, effect_label: str, perf_sign: int, gap_sign: int,
@@ -196,7 +197,7 @@ class Panel:
         """``share_signs``: (accuracy, gap) signs the claim predicts for the share view when they
         differ from DSGD's own (claim 5: DSGD's gap falls more slowly with m than centralized's)."""
         p = cls(effect_label, perf_sign, gap_sign, note=note, share_note=share_note,
-                digits=digits)
+                digits=digits, share_signs=share_signs if share else None)
         views = [("DSGD", False)] + ([("decentralization's share", True)] if share else [])
         for view, sh in views:
             ps, gs = share_signs if sh and share_signs else (perf_sign, gap_sign)
@@ -223,7 +224,11 @@ class Panel:
         arrow = {1: "rise", -1: "fall"}
         lines = [f"Effects ({self.effect_label}; mean and 95% interval over seeds). The claim "
                  f"predicts that test accuracy should {arrow[self.perf_sign]}, test loss "
-                 f"{arrow[-self.perf_sign]} and the gap {arrow[self.gap_sign]}. Performance holds "
+                 f"{arrow[-self.perf_sign]} and the gap {arrow[self.gap_sign]}"
+                 + (f" (share rows: accuracy should {arrow[self.share_signs[0]]}, loss "
+                    f"{arrow[-self.share_signs[0]]}, gap {arrow[self.share_signs[1]]})"
+                    if self.share_signs else "")
+                 + ". Performance holds "
                  "when accuracy or loss establishes the predicted direction and neither "
                  "contradicts it.", ""]
         if self.note:

@@ -247,6 +247,18 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
         "worst node, decentralization's share and the intervals deciding each.",
         "",
     ]
+    spent = []
+    for rg, _ in found:
+        runs = [sec for (k, _), sec in assessed.items() if k == rg.key]
+        spent.append(f"{rg.title.lower()} {sum(x.runs for x in runs)} runs, "
+                     f"{sum(x.wall for x in runs) / 3600:.1f} h")
+    maps = [r for name in ("study-map", "study-map-cnn")
+            if (r := open_results(results / f"{name}.sqlite")) is not None]
+    if maps:
+        spent.append(f"regime map {sum(len(m.ok) for m in maps)} runs, "
+                     f"{sum(wall(m.ok) for m in maps) / 3600:.1f} h")
+    lines += [f"**Compute** (sum of the runs' own wall times; the sweeps ran two at a time on a "
+              f"shared 2-core machine): {'; '.join(spent)}.", ""]
     head = ["#", "claim"]
     for rg, _ in found:
         head += [f"{rg.title}: performance", f"{rg.title}: gap"]

@@ -75,10 +75,10 @@ def heat_map(cs: list[Cell], ctx: Context, sec: Section) -> None:
     rows = sorted({(c.where["model"], c.where["m"], c.where["topology"]) for c in cs},
                   key=lambda t: (t[0] != "mlp", t[1], t[2]))
     cols = sorted({(c.where["alpha"], c.where["lr"], c.where["T"]) for c in cs})
-    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * len(cols) * 2, 1.2 + 0.55 * len(rows)),
+    fig, axes = plt.subplots(2, 1, figsize=(3 + 1.2 * len(cols), 2 * (1.4 + 0.6 * len(rows))),
                              squeeze=False)
     for ax, metric, title in ((axes[0][0], "test_acc", "averaged model"),
-                              (axes[0][1], "node_test_acc_mean", "node models (mean)")):
+                              (axes[1][0], "node_test_acc_mean", "node models (mean)")):
         grid = np.full((len(rows), len(cols)), np.nan)
         marks = [["" for _ in cols] for _ in rows]
         for c in cs:
@@ -91,7 +91,9 @@ def heat_map(cs: list[Cell], ctx: Context, sec: Section) -> None:
         im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
         for i in range(len(rows)):
             for j in range(len(cols)):
-                ax.text(j, i, marks[i][j], ha="center", va="center", fontsize=6.5)
+                dark = np.isfinite(grid[i, j]) and abs(grid[i, j]) > 0.6 * lim
+                ax.text(j, i, marks[i][j], ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
         ax.set_xticks(range(len(cols)), [f"a={a:g}\nlr={lr:g}\nT={t}" for a, lr, t in cols],
                       fontsize=7)
         ax.set_yticks(range(len(rows)), [f"{mo} m={m} {t}" for mo, m, t in rows], fontsize=7)
