@@ -106,14 +106,20 @@ from losing its core (fewer synchronisations between threads).
 
 
 def kept_sections(out: Path) -> str:
-    """Sections other scripts write into the same file (benchmarks/default_run.py), kept as they
-    are when this report is regenerated."""
-    from default_run import BEGIN, END
+    """Sections other scripts write into the same file (benchmarks/default_run.py,
+    benchmarks/capacity.py, benchmarks/gpu.py), kept as they are when this report is
+    regenerated."""
+    import capacity
+    import default_run
+    import gpu
 
     old = out.read_text() if out.exists() else ""
-    if BEGIN not in old or END not in old:
-        return ""
-    return "\n" + BEGIN + old.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
+    kept = ""
+    for begin, end in ((default_run.BEGIN, default_run.END), (capacity.BEGIN, capacity.END),
+                       (gpu.BEGIN, gpu.END)):
+        if begin in old and end in old:
+            kept += "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -501,8 +501,10 @@ wall time (median of {len(fractions)} runs of {np.median(walls):.1f} s, setup in
 
 Evaluation scores the averaged model on all of S and the test set, and per-node models on a fixed
 subsample (`eval.node_samples` = 1,000 of each) of at most `eval.max_nodes` = 16 evenly spaced
-nodes; every forward pass takes `eval.batch_size` = 2,048 samples at once. One evaluation against
-one iteration, and the share of run time at the default `eval.every` = 150:
+nodes (Flatten/Linear/ReLU models: all of them in one batched product per layer); the batch is
+sized from the model (`eval.batch_size` = 0: activations at most one node's forward/backward at
+the training batch, at least 8 MiB). One evaluation against one iteration, and the share of run
+time at the default `eval.every` = 150:
 
 {table(["model", "m", "per-node models scored", "one evaluation", "= iterations",
         "share at eval.every = 150"], rows)}

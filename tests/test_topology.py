@@ -144,12 +144,12 @@ def test_edge_list_file(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("0 1\n1\n", "malformed edge"),
+        ("0 1\n1\n", "line 2: expected two node ids"),
         ("0 1\n1 x\n", "integers"),
         ("0 1\n1 1\n", "self-loop"),
         ("0 1\n2 3\n", "not connected"),
         ("", "no edges"),
-        ("0 9\n", "mentions node 9"),
+        ("0 9\n", "line 1: node 9 but nodes = 4"),
     ],
 )
 def test_bad_edge_lists(tmp_path, text, message):

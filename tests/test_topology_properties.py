@@ -23,8 +23,8 @@ SETTINGS = settings(max_examples=300, deadline=None,
 PROPERTIES = ("not square", "wrong size", "non-finite", "not non-negative", "not symmetric",
               "not doubly stochastic", "not supported on the graph", "not connected",
               "does not connect", "not real-valued", "not numeric", "cannot read", "non-numeric",
-              "not a rectangular", "malformed edge", "negative node id", "self-loop",
-              "contains no edges", "mentions node", "not UTF-8", "edge list has", "is empty")
+              "not a rectangular", "expected two", "expected numbers", "negative node id", "self-loop",
+              "contains no edges", "but nodes =", "not UTF-8", "edge list has", "is empty")
 
 
 def check_valid(topo, nodes):

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gossiplab.errors import ConfigError, closest, shown
 
 PositiveInt = Annotated[int, Field(ge=1)]
-Seed = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]  # torch and NumPy seeds: 64-bit
+MAX_GOSSIP_STEPS = 10**6  # Q: beyond this no run finishes; bounded before anything is built
+MAX_THREADS = 1024
 
 
 def _is_number_type(annotation: Any) -> bool:
@@ -54,7 +56,9 @@ class DataConfig(Section):
     root: str = Field("data", description="Folder searched for dataset files (archives, IDX files).")
     download: bool = Field(True, description="Try to download missing CIFAR archives.")
     verify: bool = Field(True, description="Check dataset files against their published checksums.")
-    partition: str = Field("dirichlet", description="iid | dirichlet | shards")
+    partition: str = Field(
+        "dirichlet", description="iid | dirichlet | stratified_dirichlet (S keeps the training "
+        "set's label mix; node sizes differ) | shards")
     alpha: float = Field(0.3, gt=0, description="Dirichlet concentration; smaller = more label skew.")
     shards_per_node: int = Field(2, ge=1, description="Shards (about classes) per node, for 'shards'.")
     samples_per_node: int | None = Field(
@@ -113,7 +117,7 @@ class ModelConfig(Section):
 class OptimConfig(Section):
     """Local SGD step of every node."""
 
-    lr: float = Field(0.1, gt=0, description="Learning rate; for 'inverse_t' this is c in c/(t+1).")
+    lr: float = Field(0.1, gt=0, le=1e6, description="Learning rate; for 'inverse_t' this is c in c/(t+1).")
     schedule: Literal["constant", "inverse_t", "cosine", "step"] = Field(
         "constant", description="constant | inverse_t (c/(t+1+t0)) | cosine | step"
     )
@@ -138,7 +142,8 @@ class AlgorithmConfig(Section):
         description="dsgd_mgs | centralized | gradient_tracking | gossip_pga | local_steps | "
         "q_schedule | consensus_q | choco",
     )
-    gossip_steps: int = Field(1, ge=0, description="Q: gossip rounds per iteration (0 = local SGD).")
+    gossip_steps: int = Field(1, ge=0, le=MAX_GOSSIP_STEPS,
+                              description="Q: gossip rounds per iteration (0 = local SGD).")
     gossip: str = Field(
         "plain",
         description="Gossip scheme for the Q rounds: plain (Q multiplications by W) | chebyshev "
@@ -232,7 +237,7 @@ class EngineConfig(Section):
         "(torch.func, for GPUs). auto: bmm where it applies, else vmap on GPU, threads on CPU.",
     )
     device: str = Field("cpu", description="cpu | cuda | cuda:N | auto")
-    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default.")
+    threads: int = Field(0, ge=0, le=MAX_THREADS, description="torch intra-op threads; 0 = torch's default.")
     fuse_gossip: bool = Field(
         True,
         description="Run the Q plain gossip rounds of an iteration as one product by W^Q when "
@@ -247,7 +252,7 @@ class EngineConfig(Section):
         "auto", description="Distributed engine: torch.distributed backend; auto = nccl on CUDA, gloo on CPU."
     )
     timeout: float = Field(
-        30.0, gt=0,
+        30.0, gt=0, le=7 * 86400,
         description="Distributed engine: seconds to wait for a peer (gossip round, collective, "
         "heartbeat) before stopping with an error naming the lost rank; the rendezvous waits at "
         "least 60 s for every process to join.",
@@ -264,6 +269,12 @@ class NetworkConfig(Section):
         description="Compute time of one iteration (one node's gradient and update; nodes work "
         "in parallel). Set it from a benchmark of the model on the target hardware.",
     )
+    compute: Literal["configured", "measured"] = Field(
+        "configured",
+        description="configured: compute_seconds per iteration; measured: this run's own timed "
+        "gradient + update per iteration, divided by the node batches the process computes (a "
+        "timing, so the modeled time is then not reproducible).",
+    )
     datacenter_latency: float = Field(5e-5, ge=0, description="Data-center network: seconds "
                                       "per message (one-way latency).")
     datacenter_bandwidth: float = Field(1.25e9, gt=0, description="Data-center network: bytes "
@@ -277,13 +288,13 @@ class StabilityConfig(Section):
     """Stability measurement (`gossiplab stability`): twins on S^(ij), smoothness, reference run."""
 
     perturbations: int = Field(
-        8, ge=1, description="K: perturbations (node j, sample i) per repetition; one twin each."
+        8, ge=1, le=10**5, description="K: perturbations (node j, sample i) per repetition; one twin each."
     )
     repetitions: int = Field(
-        1, ge=1, description="Independent repetitions; repetition r adds r to seeds.data, "
+        1, ge=1, le=10**4, description="Independent repetitions; repetition r adds r to seeds.data, "
         "seeds.init and seeds.sampling (intervals over seeds need >= 2).",
     )
-    seed: int = Field(0, description="Seed for drawing perturbations (j, i) and fresh samples.")
+    seed: Seed = Field(0, description="Seed for drawing perturbations (j, i) and fresh samples.")
     record_points: int = Field(
         24, ge=2, description="Log-spaced iterations at which twin distances are recorded."
     )
@@ -374,7 +385,11 @@ def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key '{shown(full)}'{_did_you_mean(key, model, prefix)}")
+            hint = _did_you_mean(key, model, prefix)
+            if not hint:  # nothing close: say what there is
+                where = f"keys of [{prefix[:-1]}]" if prefix else "sections"
+                hint = f"; {where}: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{shown(full)}'{hint}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
@@ -393,19 +408,23 @@ def _format_validation(e: ValidationError) -> str:
     return "; ".join(msgs)
 
 
-def from_dict(raw: dict[str, Any]) -> Config:
+def from_dict(raw: dict[str, Any], *, strict: bool = False, where: str = "") -> Config:
+    """Validate ``raw``. ``strict``: values read from files must have their key's type (a TOML
+    string "4" is not a number); the command line may give numbers as text."""
     check_keys(raw)
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, strict=strict)
     except ValidationError as e:
-        raise ConfigError(_format_validation(e)) from None
+        raise ConfigError(f"{where}{_format_validation(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}config nested too deeply") from None
 
 
 def parse_value(text: str) -> Any:
     """A --set value: TOML syntax (numbers, booleans, [lists], "strings"), else a bare string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -425,24 +444,46 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = parse_value(value.strip())
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
+CONFIG_FILE_LIMIT = 1 << 20  # a config is a page of TOML; anything larger is a mistake
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML file: a regular file of at most 1 MiB, UTF-8, valid TOML, not absurdly nested."""
+    from gossiplab.errors import UserError
+    from gossiplab.fileio import read_text
+
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        text = read_text(path, what, CONFIG_FILE_LIMIT, expected="TOML text")
+    except UserError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
+        # tomllib's message names line and column, never the content
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start}); a config is TOML text"
-                          ) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+
+
+def _without(raw: dict[str, Any], keys: list[list[str]]) -> dict[str, Any]:
+    out = merge(raw, {})
+    for parts in keys:
+        node = out
+        for p in parts[:-1]:
+            node = node.get(p) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict):
+            node.pop(parts[-1], None)
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     raw: dict[str, Any] = read_toml(path) if path else {}
+    if path:  # the file's own values, strictly typed (those --set replaces aside)
+        replaced = [a.split("=", 1)[0].strip().split(".") for a in overrides or [] if "=" in a]
+        from_dict(_without(raw, replaced), strict=True, where=f"{path}: ")
     for a in overrides or []:
         apply_override(raw, a)
     return from_dict(raw)
@@ -498,7 +539,8 @@ def reference_markdown() -> str:
         lines.append("| key | default | meaning |\n|---|---|---|")
         for name, fld in model.model_fields.items():
             default = fld.get_default(call_default_factory=True)
-            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {fld.description or ''} |")
+            meaning = (fld.description or "").replace("|", "\\|")  # a bare | splits the cell
+            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

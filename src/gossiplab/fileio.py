@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +157,98 @@ class JsonlWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _size(n: int) -> str:
+    for unit, k in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if n >= k:
+            return f"{n / k:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def read_bytes(path: str | Path, what: str, limit: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes (``what`` names it in
+    messages, e.g. "config file"). A FIFO, device or folder is refused without blocking; a
+    larger file is refused before it is read. Never quotes the content."""
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder, not a file") from None
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{what} {path} is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise UserError(f"{what} {path} is {_size(st.st_size)}, more than the {_size(limit)} "
+                            f"a {what} may hold")
+        chunks, total = [], 0
+        while True:
+            try:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            except OSError as e:
+                raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # grew while being read
+                raise UserError(f"{what} {path} is more than the {_size(limit)} a {what} may hold")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str | Path, what: str, limit: int, expected: str = "text") -> str:
+    """:func:`read_bytes`, decoded as UTF-8; bytes that are not UTF-8 are refused naming the
+    line and byte, never quoting them."""
+    data = read_bytes(path, what, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{what} {path}: line {line} (byte {e.start}) is not UTF-8; expected "
+                        f"{expected}") from None
+
+
+def read_json(path: str | Path, what: str, limit: int = 256 * MIB) -> Any:
+    """A JSON file written by gossiplab; damage is reported naming the file, line and column
+    (never the content)."""
+    text = read_text(path, what, limit, expected="JSON")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{what} {path} is damaged: invalid JSON at line {e.lineno}, column "
+                        f"{e.colno} ({e.msg})") from None
+    except RecursionError:
+        raise UserError(f"{what} {path} is damaged: JSON nested too deeply") from None
+
+
+def memory_bytes() -> int:
+    """Physical memory of this machine (a generous stand-in where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 64 * GIB

@@ -3,6 +3,7 @@ across nodes, so normalisation layers are GroupNorm and models carry no buffers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -12,13 +13,13 @@ from gossiplab.errors import ConfigError, unknown
 
 
 def logistic_regression(input_shape: Sequence[int], num_classes: int, **_: object) -> nn.Module:
-    d = int(torch.tensor(input_shape).prod())
+    d = math.prod(input_shape)  # plain ints: also builds on the meta device (size checks)
     return nn.Sequential(nn.Flatten(), nn.Linear(d, num_classes))
 
 
 def mlp(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (64,),
         **_: object) -> nn.Module:
-    d = int(torch.tensor(input_shape).prod())
+    d = math.prod(input_shape)  # plain ints: also builds on the meta device (size checks)
     layers: list[nn.Module] = [nn.Flatten()]
     for h in hidden:
         layers += [nn.Linear(d, h), nn.ReLU()]

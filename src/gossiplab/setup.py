@@ -6,6 +6,8 @@ the same partition), and by both engines (simulator and distributed).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -90,6 +92,46 @@ def check_names(cfg: Config) -> None:
         raise ConfigError("topology.name = 'file' needs topology.edge_file and/or topology.matrix_file")
 
 
+MEMORY_SHARE = 1.0  # refuse what needs more than this share of the machine's physical memory
+
+
+def _too_big(what: str, need: float, fix: str) -> None:
+    from gossiplab.fileio import _size, memory_bytes
+
+    have = memory_bytes() * MEMORY_SHARE
+    if need > have:
+        raise ConfigError(f"{what} needs about {_size(int(min(need, 2**62)))} of memory, more than "
+                          f"this machine's {_size(int(have))}; {fix}")
+
+
+def check_data_size(cfg: Config) -> None:
+    """Before any data is generated: the synthetic dataset fits in memory (float32 samples)."""
+    d = cfg.data
+    if d.dataset == "synthetic":
+        per_sample = 4.0 * float(__import__("math").prod(d.synthetic_shape)) + 8
+        _too_big(f"data.synthetic_train + data.synthetic_test = {d.synthetic_train + d.synthetic_test:,} "
+                 f"samples of shape {d.synthetic_shape}",
+                 per_sample * (d.synthetic_train + d.synthetic_test),
+                 "lower data.synthetic_train / synthetic_test / synthetic_shape")
+    m = cfg.topology.nodes
+    _too_big(f"topology.nodes = {m:,} (an {m:,} x {m:,} mixing matrix)", 8.0 * m * m * 3,
+             "use fewer nodes")
+
+
+def check_model_size(cfg: Config, ds: Dataset) -> int:
+    """Before any model is allocated: build it on the meta device (no memory) and check that m
+    copies, with gradients and optimizer state, fit in memory. Returns its parameter count."""
+    mc = cfg.model
+    with torch.device("meta"):
+        model = build_model(mc.name, ds.input_shape, ds.num_classes, hidden=tuple(mc.hidden),
+                            width=mc.width, gn_groups=mc.gn_groups)
+    params = sum(p.numel() for p in model.parameters())
+    m = cfg.topology.nodes
+    _too_big(f"model '{mc.name}' with {params:,} parameters on {m} nodes", 4.0 * params * m * 4,
+             "choose a smaller model (model.hidden, model.width) or fewer nodes")
+    return params
+
+
 def load_data(cfg: Config) -> Dataset:
     d = cfg.data
     if d.dataset == "synthetic":
@@ -104,10 +146,12 @@ def load_data(cfg: Config) -> Dataset:
 def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
     """Load (or reuse) the dataset, partition it, build the topology, check cross-field limits."""
     check_names(cfg)
+    check_data_size(cfg)
     if cfg.engine.threads:
         torch.set_num_threads(cfg.engine.threads)
     device = resolve_device(cfg.engine.device)
     ds = dataset if dataset is not None else load_data(cfg)
+    check_model_size(cfg, ds)
     m = cfg.topology.nodes
     part = partition(
         ds.y_train.cpu().numpy(), m, cfg.data.partition, seed=cfg.seeds.data,
@@ -131,12 +175,41 @@ def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
         raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
     # fail early on a gossip scheme the topology can't run, and on options the algorithm refuses
     build_algorithm(cfg.algorithm.name, m, topo, cfg.algorithm, cfg.train.iterations)
+    if cfg.algorithm.name != "centralized":
+        warn_excess_rounds(cfg, topo)
     augment = ds.augment if cfg.data.augment is None else cfg.data.augment
     if augment and len(ds.input_shape) != 3:
         raise ConfigError("data.augment needs image data [C, H, W]")
     build_model_for(cfg, ds)  # fail early on a bad model config, before any training
     return Setup(cfg=cfg, dataset=ds.to(device), partition=part, topology=topo, device=device,
                  augment=augment)
+
+
+class GossipWarning(UserWarning):
+    """A setting that runs but is probably not what the user meant (the CLI prints one line)."""
+
+
+def rounds_to_average(lam: float, dtype: torch.dtype = torch.float32) -> int | None:
+    """Plain rounds after which lambda^Q is below the precision ``eps / 2`` of ``dtype``: beyond
+    them W^Q equals the exact average as far as the working precision can tell."""
+    if not 0.0 < lam < 1.0:
+        return None if lam >= 1.0 else 1
+    return math.ceil(math.log(float(torch.finfo(dtype).eps) / 2) / math.log(lam))
+
+
+def warn_excess_rounds(cfg: Config, topo: Topology, factor: int = 4) -> None:
+    """Warn when Q plain rounds are far more than the graph needs to average to float32
+    precision (the extra rounds change nothing but the time spent)."""
+    a = cfg.algorithm
+    if a.gossip != "plain" or a.gossip_steps <= 1:
+        return
+    need = rounds_to_average(topo.lam)
+    if need is not None and a.gossip_steps > factor * need:
+        warnings.warn(
+            f"algorithm.gossip_steps = {a.gossip_steps} is far beyond the {need} plain rounds after "
+            f"which W^Q equals the exact average to float32 precision on this topology (lambda = "
+            f"{topo.lam:.4g}); more rounds change nothing. Use Q = {need} or algorithm.gossip = "
+            "'exact'", GossipWarning, stacklevel=2)
 
 
 def build_model_for(cfg: Config, ds: Dataset) -> torch.nn.Module:

@@ -8,6 +8,7 @@ same W every round, time-varying ones a new W per round.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from gossiplab.errors import TopologyError, unknown
+from gossiplab.errors import TopologyError, UserError, unknown
+from gossiplab.fileio import MIB, read_bytes, read_text
 
 # Tolerance for the floating-point checks on W (symmetry, row sums).
 ATOL = 1e-8
@@ -104,6 +106,17 @@ def erdos_renyi(m: int, p: float = 0.3, seed: int = 0) -> nx.Graph:
     return nx.gnp_random_graph(m, p, seed=seed)
 
 
+EDGE_FILE_LIMIT = 64 * MIB
+MATRIX_FILE_LIMIT = 256 * MIB
+
+
+def _read(path: Path, what: str, limit: int, expected: str) -> str:
+    try:
+        return read_text(path, what, limit, expected=expected)
+    except UserError as e:
+        raise TopologyError(str(e)) from None
+
+
 def read_edge_list(path: str | Path, nodes: int | None = None) -> nx.Graph:
     """Read an undirected edge list: one ``u v`` pair of 0-based node ids per line, ``#`` comments.
 
@@ -111,14 +124,10 @@ def read_edge_list(path: str | Path, nodes: int | None = None) -> nx.Graph:
     merged. Every node 0..m-1 must appear in the graph (isolated nodes fail the connectivity check).
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise TopologyError(f"cannot read edge list {path}: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise TopologyError(f"edge list {path} is not UTF-8 text (byte {e.start}): expected "
-                            "'u v' pairs of node ids, one per line") from None
+    text = _read(path, "edge list", EDGE_FILE_LIMIT, "'u v' pairs of node ids, one per line")
     edges: list[tuple[int, int]] = []
+    # messages name the file, the line and what was expected, never the line's content (the
+    # file may be anything: topology.edge_file=/etc/shadow must not print it)
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -126,21 +135,26 @@ def read_edge_list(path: str | Path, nodes: int | None = None) -> nx.Graph:
         parts = line.replace(",", " ").split()
         if len(parts) != 2:
             raise TopologyError(
-                f"{path}:{lineno}: malformed edge '{raw.strip()}': expected two node ids 'u v'"
+                f"edge list {path}, line {lineno}: expected two node ids 'u v', found "
+                f"{len(parts)} fields"
             )
         try:
             u, v = int(parts[0]), int(parts[1])
         except ValueError:
             raise TopologyError(
-                f"{path}:{lineno}: malformed edge '{raw.strip()}': node ids must be integers"
+                f"edge list {path}, line {lineno}: expected two node ids 'u v' (integers)"
             ) from None
         if u < 0 or v < 0:
-            raise TopologyError(f"{path}:{lineno}: negative node id in '{raw.strip()}'")
+            raise TopologyError(f"edge list {path}, line {lineno}: negative node id "
+                                "(ids are 0-based)")
         if u == v:
             raise TopologyError(
-                f"{path}:{lineno}: self-loop {u}-{v} is not allowed (self-weights come from the "
-                "mixing rule)"
+                f"edge list {path}, line {lineno}: self-loop {u}-{v} is not allowed "
+                "(self-weights come from the mixing rule)"
             )
+        if nodes is not None and max(u, v) >= nodes:
+            raise TopologyError(f"edge list {path}, line {lineno}: node {max(u, v)} but nodes = "
+                                f"{nodes} (ids are 0..{nodes - 1})")
         edges.append((u, v))
     if not edges:
         raise TopologyError(f"edge list {path} contains no edges")
@@ -295,12 +309,18 @@ def describe_components(g: nx.Graph) -> str:
 def read_matrix(path: str | Path) -> np.ndarray:
     """Load a user mixing matrix from ``.npy`` or a whitespace/comma separated text file."""
     path = Path(path)
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        text = path.read_text()
-    except (OSError, ValueError) as e:
-        raise TopologyError(f"cannot read mixing matrix {path}: {e}") from e
+    if path.suffix == ".npy":
+        data = read_bytes(path, "mixing matrix", MATRIX_FILE_LIMIT)
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as e:
+            why = ("it holds Python objects (a pickle), refused" if "allow_pickle" in str(e)
+                   else "not a valid .npy array")
+            raise TopologyError(f"cannot read mixing matrix {path}: {why}") from None
+        except (OSError, EOFError):
+            raise TopologyError(f"cannot read mixing matrix {path}: truncated or not a .npy "
+                                "file") from None
+    text = _read(path, "mixing matrix", MATRIX_FILE_LIMIT, "rows of numbers")
     rows = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -309,7 +329,8 @@ def read_matrix(path: str | Path) -> np.ndarray:
         try:
             rows.append([float(x) for x in line.replace(",", " ").split()])
         except ValueError:
-            raise TopologyError(f"{path}:{lineno}: non-numeric entry in '{raw.strip()}'") from None
+            raise TopologyError(f"mixing matrix {path}, line {lineno}: expected numbers "
+                                "separated by spaces or commas") from None
     if not rows or any(len(r) != len(rows[0]) for r in rows):
         raise TopologyError(f"mixing matrix {path} is not a rectangular table of numbers")
     return np.array(rows)

@@ -9,6 +9,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from gossiplab.config import MAX_GOSSIP_STEPS
 from gossiplab.errors import UserError
 from gossiplab.gossip import compare_schemes
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, build_topology, draw
@@ -22,6 +23,9 @@ def _steps(text: str) -> int:
     if q < 0:
         raise argparse.ArgumentTypeError(f"gossip steps must be >= 0, got {q}")
     return q
+
+
+MAX_NODES = 1024  # dense eigendecompositions and scheme polynomials: O(m^3) time, O(m^2) memory
 
 
 def register(sub) -> None:
@@ -45,6 +49,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.nodes > MAX_NODES:
+        raise UserError(f"--nodes {args.nodes:,}: the spectral summary handles at most {MAX_NODES:,} "
+                        "nodes (dense eigendecompositions, minutes already at that size)")
+    if max(args.steps) > MAX_GOSSIP_STEPS:
+        raise UserError(f"-Q {max(args.steps):,}: gossip rounds must be at most {MAX_GOSSIP_STEPS:,}")
     topo = build_topology(
         args.name, args.nodes, mixing=args.mixing, laziness=args.laziness, seed=args.seed,
         er_p=args.er_p, shape=tuple(args.shape) if args.shape else None,

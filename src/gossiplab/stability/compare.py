@@ -14,6 +14,7 @@ import numpy as np
 
 from gossiplab.config import BASELINE
 from gossiplab.errors import UserError
+from gossiplab.fileio import MIB, read_json, read_text
 from gossiplab.stats import loglog_fit
 
 # factor -> config key varied across runs (T is read along each run's trajectory)
@@ -87,22 +88,44 @@ def _flatten(cfg: dict) -> dict[str, Any]:
             for sec, vals in cfg.items() for k, v in vals.items()}
 
 
+RESULT_FILE_LIMIT = 256 * MIB
+
+
+def _damaged(path: Path, what: str) -> UserError:
+    return UserError(f"{path} is damaged: {what}; not a readable `gossiplab stability` result")
+
+
 def load_run(path: Path) -> StabilityRun:
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-        cfg = json.loads((path / "config.json").read_text())["config"]
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path}: not a readable stability run ({e})") from None
+    summary = read_json(path / "summary.json", "stability summary", RESULT_FILE_LIMIT)
+    doc = read_json(path / "config.json", "stability config", RESULT_FILE_LIMIT)
+    if not isinstance(summary, dict):
+        raise _damaged(path / "summary.json", "expected a JSON object")
     if summary.get("kind") != "stability":
         raise UserError(f"{path}: summary.json is not from `gossiplab stability`")
+    cfg = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
+        raise _damaged(path / "config.json", "expected an object 'config' of sections")
+    for key in ("stability", "theory"):
+        if not isinstance(summary.get(key), dict):
+            raise _damaged(path / "summary.json", f"expected an object '{key}'")
     twins = []
     stab = path / "stability.jsonl"
     if stab.exists():
-        for line in stab.read_text().splitlines():
-            if line.strip():
+        text = read_text(stab, "stability record", RESULT_FILE_LIMIT, expected="JSON lines")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 rec = json.loads(line)
-                if rec.get("kind") == "twins":
-                    twins.append(rec)
+            except (ValueError, RecursionError):
+                raise _damaged(stab, f"line {lineno} is not valid JSON") from None
+            if not isinstance(rec, dict):
+                raise _damaged(stab, f"line {lineno}: expected a JSON object")
+            if rec.get("kind") == "twins":
+                if not isinstance(rec.get("iteration"), int) or not isinstance(rec.get("algorithm"), str):
+                    raise _damaged(stab, f"line {lineno}: a twins record needs 'iteration' (an "
+                                         "integer) and 'algorithm'")
+                twins.append(rec)
     return StabilityRun(path=path, config=_flatten(cfg), summary=summary, twins=twins)
 
 
@@ -118,10 +141,10 @@ def find_runs(paths: list[str | Path]) -> list[StabilityRun]:
             key = c.resolve()
             if key in seen:
                 continue
-            try:
-                kind = json.loads((c / "summary.json").read_text()).get("kind")
-            except (OSError, ValueError):
-                continue
+            summary = read_json(c / "summary.json", "summary", RESULT_FILE_LIMIT)
+            if not isinstance(summary, dict):
+                raise _damaged(c / "summary.json", "expected a JSON object")
+            kind = summary.get("kind")
             if kind == "stability":
                 seen.add(key)
                 runs.append(load_run(c))

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -96,8 +95,10 @@ def expansion_line(spec: SweepSpec, exp: Expansion) -> str:
     return f"sweep '{spec.name}': {len(exp.points)} runs ({counts}{seeds}{dup})"
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
+def _progress(console: Console):
+    from gossiplab.run.progress import progress_for
+
+    return progress_for(console, [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
@@ -106,9 +107,7 @@ def _progress(console: Console) -> Progress:
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=False,
-    )
+    ], unit=" iterations")
 
 
 def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Console | None = None,

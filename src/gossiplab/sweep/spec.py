@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gossiplab.config import (  # flatten, get_dotted, set_dotted: imported from here too
     BASELINE,
+    CONFIG_FILE_LIMIT,
     AlgorithmConfig,
     Config,
     apply_override,
@@ -50,6 +52,7 @@ from gossiplab.config import (  # flatten, get_dotted, set_dotted: imported from
 )
 from gossiplab.errors import ConfigError
 
+MAX_RUNS = 1_000_000  # checked before the grid is expanded (a run is a row in memory and the store)
 SWEEP_KEYS = {"name", "description", "config", "seeds", "seed_keys", "baseline", "expected"}
 # expected: free text, how long the sweep took where it was measured (`gossiplab packs` shows it)
 TOP_LEVEL = {"sweep", "base", "grid", "zip"}
@@ -233,6 +236,7 @@ class SweepSpec:
                     z[k] = [z[k][i] for i in keep]
         if seeds is not None and seeds < 1:
             raise ConfigError("--seeds must be >= 1")
+        _count(seeds, f"--seeds {seeds}", self.where)
         return SweepSpec(name=self.name, base=base, grid=grid, zips=zips,
                          seeds=list(range(seeds)) if seeds is not None else self.seeds,
                          seed_keys=self.seed_keys, baseline=self.baseline,
@@ -281,7 +285,7 @@ class SweepSpec:
     def _point(self, raw: dict[str, Any], combo: dict[str, Any], seed: int | None) -> SweepPoint:
         raw = normalise(raw)
         try:
-            cfg = from_dict(raw)
+            cfg = from_dict(raw, strict=True)  # every value came from a file
         except ConfigError as e:
             at = ", ".join(f"{k}={json.dumps(v)}" for k, v in combo.items())
             seed_s = f" seed={seed}" if seed is not None else ""
@@ -377,11 +381,16 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
         if isinstance(seeds, int):
             if seeds < 1:
                 raise ConfigError(f"{where}: sweep.seeds must be >= 1")
+            _count(seeds, f"sweep.seeds = {seeds}", where)
             seeds = list(range(seeds))
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ConfigError(f"{where}: sweep.seeds must be a non-empty list of ints")
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"{where}: sweep.seeds has repeated values")
+    points = math.prod(len(v) for v in grid.values()) * math.prod(
+        len(next(iter(z.values()))) if z else 1 for z in zips)
+    _count(points * (len(seeds) if seeds else 1) * (2 if meta.get("baseline") is True else 1),
+           "the grid" + (" times the seeds" if seeds else ""), where)
     seed_keys = tuple(meta.get("seed_keys", SEED_KEYS))
     if not seed_keys or any(k not in SEED_KEYS for k in seed_keys):
         raise ConfigError(f"{where}: sweep.seed_keys must be a subset of {list(SEED_KEYS)}")
@@ -399,7 +408,17 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
+    from gossiplab.fileio import read_text
+
     path = Path(path)
-    raw = read_toml(path)
-    return parse_sweep(raw, path=str(path), source=path.read_text())
+    raw = read_toml(path, "sweep file")
+    # already checked by read_toml: a regular UTF-8 file of at most 1 MiB
+    source = read_text(path, "sweep file", CONFIG_FILE_LIMIT)
+    return parse_sweep(raw, path=str(path), source=source)
+
+
+def _count(n: int | None, what: str, where: str) -> None:
+    if n is not None and n > MAX_RUNS:
+        raise ConfigError(f"{where}: {what} gives {n:,} runs, more than the {MAX_RUNS:,} a sweep may "
+                          "hold; split it into several sweeps")
 
