@@ -79,7 +79,26 @@ GPU_STUDY = sorted((CONFIGS / "study" / "gpu").glob("study-*.toml"))
 
 
 def test_every_study_sweep_has_a_paper_scale_version():
-    assert {p.stem.removesuffix("-cifar10") for p in GPU_STUDY} >= {p.stem for p in STUDY} - {"study-schemes"}
+    # the regime map's CNN cells have none of their own: the paper-scale map is a ResNet already
+    assert {p.stem.removesuffix("-cifar10") for p in GPU_STUDY} >= (
+        {p.stem for p in STUDY} - {"study-schemes", "study-map-cnn"})
+
+
+INFORMATIVE = sorted((CONFIGS / "study" / "informative").glob("study-*.toml"))
+
+
+def test_the_informative_regime_has_all_seven_claims():
+    assert {p.stem for p in INFORMATIVE} == {"study-q", "study-gap", "study-lr", "study-alpha",
+                                             "study-scale", "study-topology", "study-batch"}
+    load_config(CONFIGS / "study" / "informative" / "_base.toml")
+
+
+@pytest.mark.parametrize("path", INFORMATIVE, ids=lambda p: p.name)
+def test_informative_sweeps_pair_every_run_with_centralized_over_five_seeds(path):
+    exp = load_sweep(path).expand()
+    assert len(load_sweep(path).seeds) >= 5
+    seeds = {p.config.seeds.data for p in exp.points if p.config.algorithm.name == "centralized"}
+    assert seeds == {p.config.seeds.data for p in exp.points}
 
 
 @pytest.mark.parametrize("path", GPU_STUDY, ids=lambda p: p.name)

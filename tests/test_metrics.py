@@ -66,6 +66,37 @@ def test_stacked_node_scores_equal_per_module_scores_to_rounding():
         assert a["train_acc"] == b["train_acc"] and a["test_acc"] == b["test_acc"]
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
         assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
+        assert a["test_loss_matched"] == pytest.approx(b["test_loss_matched"], rel=1e-6)
+
+
+def test_node_gaps_are_recorded_per_node_and_label_matched():
+    from gossiplab.engine.nodestack import NodeStack
+    from gossiplab.models import build_model
+
+    ds = load_dataset("synthetic", num_train=300, num_test=200, num_classes=4, shape=(1, 4, 4))
+    torch.manual_seed(1)
+    stack = NodeStack(build_model("mlp", ds.input_shape, 4, hidden=(8,)), 4)
+    with torch.no_grad():
+        stack.params.add_(torch.randn_like(stack.params))
+    # S holds classes 0 and 1 only: label matching weights the test set to those classes
+    train_idx = np.flatnonzero(ds.y_train.numpy() < 2)
+    ev = Evaluator(ds, train_idx, EvalConfig(node_samples=100, batch_size=64))
+    rec = ev.report(stack, stack.params.mean(0), [stack.params[k] for k in range(4)], 0.0)
+    scores = [ev.score_module(stack.modules[k], full=False) for k in range(4)]
+    per_node = [s["test_loss"] - s["train_loss"] for s in scores]
+    matched = [s["test_loss_matched"] - s["train_loss"] for s in scores]
+    assert rec["nodes"]["gen_gap_loss"]["max"] == pytest.approx(max(per_node), rel=1e-6)
+    assert rec["nodes"]["gen_gap_loss"]["mean"] == pytest.approx(np.mean(per_node), rel=1e-6)
+    assert rec["nodes"]["gen_gap_loss_matched"]["max"] == pytest.approx(max(matched), rel=1e-6)
+    # matched test loss = the per-class mean test losses weighted by S's label mix (the node
+    # test subsample is the whole test set here: node_samples >= its size)
+    ev = Evaluator(ds, train_idx, EvalConfig(node_samples=200, batch_size=64))
+    p_s = np.bincount(ds.y_train.numpy()[train_idx], minlength=4) / len(train_idx)
+    per_class = [score(stack.modules[0], ds, ds.x_test[ds.y_test == c], ds.y_test[ds.y_test == c])[0]
+                 for c in range(4)]
+    expected = float(sum(p_s[c] * per_class[c] for c in range(4)))
+    assert ev.score_module(stack.modules[0], full=False)["test_loss_matched"] == pytest.approx(
+        expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("name, shape", [("mlp", (1, 8, 8)), ("lenet", (3, 32, 32)),

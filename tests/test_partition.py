@@ -17,7 +17,7 @@ labels_st = st.integers(2, 10).flatmap(
 @given(
     labels=labels_st,
     m=st.integers(1, 12),
-    scheme=st.sampled_from(["iid", "dirichlet", "shards"]),
+    scheme=st.sampled_from(["iid", "dirichlet", "stratified_dirichlet", "shards"]),
     alpha=st.floats(0.05, 10),
     k=st.integers(1, 3),
     use_n=st.booleans(),
@@ -40,8 +40,10 @@ def test_partition_invariants(labels, m, scheme, alpha, k, use_n, seed):
     assert len(np.unique(allidx)) == len(labels)
     assert len(p.nodes) == m
     assert all(len(ix) >= 1 for ix in p.nodes)
-    if n is not None:
+    if n is not None and scheme != "stratified_dirichlet":
         assert all(len(ix) == n for ix in p.nodes)
+    if n is not None and scheme == "stratified_dirichlet":
+        assert len(p.union()) == n * m  # sizes differ, their mean is n
     # reproducible from the data seed
     q = partition(labels, m, scheme, seed=seed, samples_per_node=n, alpha=alpha,
                   shards_per_node=k)
@@ -57,6 +59,8 @@ def assume_refusal_is_reasonable(labels, m, scheme, n, k):
         return
     if scheme == "dirichlet" and n is None:
         return  # a node left empty after many redraws (tiny data, many nodes)
+    if scheme == "stratified_dirichlet":
+        return  # a node below a quarter of the mean size after many redraws
     raise AssertionError(f"unexpected refusal: {scheme} m={m} n={n} k={k} N={len(labels)}")
 
 
@@ -91,3 +95,30 @@ def test_too_many_samples_per_node_is_an_error():
 def test_unknown_partition():
     with pytest.raises(ConfigError, match="unknown partition"):
         partition(np.zeros(10, dtype=int), 2, "bogus")
+
+
+@pytest.mark.parametrize("alpha", [0.03, 0.1, 1.0, 1000.0])
+@pytest.mark.parametrize(("m", "n"), [(16, 250), (64, 100), (7, 33)])
+def test_stratified_dirichlet_keeps_the_test_sets_label_distribution(alpha, m, n):
+    """Fashion-MNIST's shape: train and test share their (balanced) label distribution; S's label
+    distribution equals the test set's within rounding (one sample per class), at every alpha."""
+    train = np.repeat(np.arange(10), 1000)
+    test = np.repeat(np.arange(10), 100)
+    p = partition(train, m, "stratified_dirichlet", alpha=alpha, seed=3, samples_per_node=n)
+    s = np.bincount(train[p.union()], minlength=10)
+    assert s.sum() == m * n
+    expected = np.bincount(test, minlength=10) / len(test) * m * n
+    assert np.all(np.abs(s - expected) < 1.0)
+    assert p.sizes.min() >= (m * n) // (4 * m)
+
+
+def test_stratified_dirichlet_follows_an_unbalanced_label_mix_and_skews_with_alpha():
+    train = np.concatenate([np.full(3000, 0), np.full(1000, 1), np.full(2000, 2)])
+    p = partition(train, 8, "stratified_dirichlet", alpha=0.3, seed=0, samples_per_node=150)
+    assert np.array_equal(np.bincount(train[p.union()]), [600, 200, 400])
+    tv = [partition(train, 8, "stratified_dirichlet", alpha=a, seed=0, samples_per_node=150)
+          .heterogeneity(train)["mean_tv_distance"] for a in (100.0, 1.0, 0.05)]
+    assert tv[0] < tv[1] < tv[2]
+    sizes = partition(train, 8, "stratified_dirichlet", alpha=0.05, seed=0,
+                      samples_per_node=150).sizes
+    assert sizes.min() < sizes.max()  # node sizes differ under skew

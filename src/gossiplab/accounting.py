@@ -56,11 +56,12 @@ class Ledger:
     """Per-node communication counters of one run (cumulative), and its modeled time."""
 
     def __init__(self, topology: Topology, networks: list[NetworkModel] | None = None,
-                 compute_seconds: float = 0.0):
+                 compute_seconds: float = 0.0, measured_compute: bool = False):
         self.topology = topology
         self.nodes = topology.nodes
         self.networks = list(networks or [])
         self.compute_seconds = compute_seconds
+        self.measured_compute = measured_compute
         self._degree: dict[int, np.ndarray] = {}
         self.reset()
 
@@ -76,6 +77,7 @@ class Ledger:
         self.all_reduces = 0
         self.all_reduce_payload = 0  # bytes handed to all-reduces, per node
         self.comm_seconds = {n.name: 0.0 for n in self.networks}
+        self.measured_seconds = 0.0  # one node's measured compute time, summed over iterations
 
     def _flush(self) -> None:
         for (key, row_bytes), count in self._pending.items():
@@ -159,16 +161,23 @@ class Ledger:
             "comm_bytes_per_node_per_iteration": float(total.mean()) / it,
             "comm_bytes_max_per_iteration": (float(total.max()) if self.nodes else 0.0) / it,
         }
+        compute = self.measured_seconds if self.measured_compute else iteration * self.compute_seconds
+        if self.measured_compute:  # (a timing: only recorded when asked for, never compared)
+            rec["compute_seconds_measured"] = self.measured_seconds
         for name, sec in self.comm_seconds.items():
             rec[f"modeled_comm_seconds_{name}"] = sec
-            rec[f"modeled_seconds_{name}"] = sec + iteration * self.compute_seconds
+            rec[f"modeled_seconds_{name}"] = sec + compute
         return rec
+
+    def add_compute(self, seconds: float) -> None:
+        """One iteration's measured compute time of one node (gradient and update)."""
+        self.measured_seconds += seconds
 
     def state_dict(self) -> dict:
         return {"rounds": self.rounds, "messages": self.messages.tolist(),
                 "p2p_bytes": self.p2p_bytes.tolist(), "all_reduces": self.all_reduces,
                 "all_reduce_payload": self.all_reduce_payload,
-                "comm_seconds": dict(self.comm_seconds)}
+                "comm_seconds": dict(self.comm_seconds), "measured_seconds": self.measured_seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.rounds = int(state["rounds"])
@@ -177,6 +186,7 @@ class Ledger:
         self.all_reduces = int(state["all_reduces"])
         self.all_reduce_payload = int(state["all_reduce_payload"])
         self.comm_seconds = {k: float(v) for k, v in state["comm_seconds"].items()}
+        self.measured_seconds = float(state.get("measured_seconds", 0.0))
 
 
 class CountedMix:

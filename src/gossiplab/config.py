@@ -56,7 +56,9 @@ class DataConfig(Section):
     root: str = Field("data", description="Folder searched for dataset files (archives, IDX files).")
     download: bool = Field(True, description="Try to download missing CIFAR archives.")
     verify: bool = Field(True, description="Check dataset files against their published checksums.")
-    partition: str = Field("dirichlet", description="iid | dirichlet | shards")
+    partition: str = Field(
+        "dirichlet", description="iid | dirichlet | stratified_dirichlet (S keeps the training "
+        "set's label mix; node sizes differ) | shards")
     alpha: float = Field(0.3, gt=0, description="Dirichlet concentration; smaller = more label skew.")
     shards_per_node: int = Field(2, ge=1, description="Shards (about classes) per node, for 'shards'.")
     samples_per_node: int | None = Field(
@@ -126,6 +128,10 @@ class OptimConfig(Section):
     nesterov: bool = Field(False, description="Nesterov momentum.")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient.")
     batch_size: int = Field(16, ge=1, description="b: mini-batch size per node per iteration.")
+
+
+BASELINE = "centralized"
+"""The algorithm every decentralized run is compared with (``algorithm.compare_centralized``)."""
 
 
 class AlgorithmConfig(Section):
@@ -263,6 +269,12 @@ class NetworkConfig(Section):
         description="Compute time of one iteration (one node's gradient and update; nodes work "
         "in parallel). Set it from a benchmark of the model on the target hardware.",
     )
+    compute: Literal["configured", "measured"] = Field(
+        "configured",
+        description="configured: compute_seconds per iteration; measured: this run's own timed "
+        "gradient + update per iteration, divided by the node batches the process computes (a "
+        "timing, so the modeled time is then not reproducible).",
+    )
     datacenter_latency: float = Field(5e-5, ge=0, description="Data-center network: seconds "
                                       "per message (one-way latency).")
     datacenter_bandwidth: float = Field(1.25e9, gt=0, description="Data-center network: bytes "
@@ -373,7 +385,11 @@ def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key '{shown(full)}'{_did_you_mean(key, model, prefix)}")
+            hint = _did_you_mean(key, model, prefix)
+            if not hint:  # nothing close: say what there is
+                where = f"keys of [{prefix[:-1]}]" if prefix else "sections"
+                hint = f"; {where}: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{shown(full)}'{hint}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
@@ -523,7 +539,8 @@ def reference_markdown() -> str:
         lines.append("| key | default | meaning |\n|---|---|---|")
         for name, fld in model.model_fields.items():
             default = fld.get_default(call_default_factory=True)
-            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {fld.description or ''} |")
+            meaning = (fld.description or "").replace("|", "\\|")  # a bare | splits the cell
+            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

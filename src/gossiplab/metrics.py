@@ -54,46 +54,6 @@ def eval_batch_size(template: nn.Module, input_shape: tuple[int, ...], train_bat
     budget = max(EVAL_MIN_BYTES, train_batch * kept)
     return int(min(EVAL_MAX_BATCH, max(1, budget // (live * max(1, models_at_once)))))
 
-CATALOGUE: dict[str, tuple[str, str]] = {
-    # name: (path in an evaluation record, label)
-    "test_acc": ("avg_model.test_acc", "test accuracy"),
-    "train_acc": ("avg_model.train_acc", "train accuracy"),
-    "test_loss": ("avg_model.test_loss", "test loss"),
-    "train_loss": ("avg_model.train_loss", "train loss"),
-    "gen_gap_acc": ("gen_gap_acc", "gen. gap (0-1 error)"),
-    "gen_gap_loss": ("gen_gap_loss", "gen. gap (loss)"),
-    "consensus_distance": ("consensus_distance", "consensus distance"),
-    "test_loss_matched": ("avg_model.test_loss_matched", "test loss (label-matched)"),
-    "test_acc_matched": ("avg_model.test_acc_matched", "test accuracy (label-matched)"),
-    "gen_gap_loss_matched": ("gen_gap_loss_matched", "gen. gap (loss, label-matched)"),
-    "gen_gap_acc_matched": ("gen_gap_acc_matched", "gen. gap (0-1 error, label-matched)"),
-    "rounds": ("rounds", "gossip rounds (total)"),
-    "iteration": ("iteration", "iterations"),
-    "lr": ("lr", "learning rate"),
-    "elapsed": ("elapsed", "wall time (s)"),
-    "train_batch_loss": ("train_batch_loss", "train batch loss"),
-    "node_test_acc_mean": ("nodes.test_acc.mean", "node test accuracy (mean)"),
-    "node_test_acc_min": ("nodes.test_acc.min", "node test accuracy (min)"),
-    "node_test_acc_max": ("nodes.test_acc.max", "node test accuracy (max)"),
-}
-"""Every metric of an evaluation record, once: its path in the record and its label. The results
-store's columns (:data:`STORE_COLUMNS`), the report's metrics (:data:`REPORT_METRICS`) and the run
-summary table (:data:`SUMMARY_ROWS`) are selections from it; a new metric is added here (and
-computed in :meth:`Evaluator.report`)."""
-
-STORE_COLUMNS = ("rounds", "lr", "elapsed", "train_batch_loss", "train_loss", "train_acc",
-                 "test_loss", "test_acc", "gen_gap_loss", "gen_gap_acc", "consensus_distance",
-                 "node_test_acc_mean", "node_test_acc_min", "node_test_acc_max")
-REPORT_METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "gen_gap_acc", "gen_gap_loss",
-                  "consensus_distance", "test_loss_matched", "test_acc_matched",
-                  "gen_gap_loss_matched", "gen_gap_acc_matched", "rounds", "iteration")
-SUMMARY_ROWS = (("test_acc", "{:.4f}"), ("train_acc", "{:.4f}"), ("test_loss", "{:.4f}"),
-                ("train_loss", "{:.4f}"), ("gen_gap_loss", "{:+.4f}"), ("gen_gap_acc", "{:+.4f}"),
-                (("node_test_acc_min", "node_test_acc_max"), None),
-                ("consensus_distance", "{:.3g}"))
-"""The `gossiplab run` table: a metric and its format, or a (min, max) pair shown as a range."""
-
-
 
 @torch.no_grad()
 def score(module: nn.Module, ds: Dataset, x: torch.Tensor, y: torch.Tensor,
@@ -126,11 +86,16 @@ def score_per_class(module: nn.Module, ds: Dataset, x: torch.Tensor, y: torch.Te
 @torch.no_grad()
 def score_stacked(template: nn.Sequential, rows: dict[str, torch.Tensor], ds: Dataset,
                   x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                  index: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  index: torch.Tensor | None = None, class_weights: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Mean cross-entropy and accuracy of S Flatten/Linear/ReLU models at once (``rows``: their
-    [S, *shape] parameters by name), one batched product per layer: ([S], [S])."""
+    [S, *shape] parameters by name), one batched product per layer: ([S], [S], and with
+    ``class_weights`` the cross-entropy with each sample weighted by its class's weight, else
+    None)."""
     first = next(iter(rows.values()))
     n_models = first.shape[0]
+    w = None if class_weights is None else torch.as_tensor(class_weights, device=y.device)
+    wloss = torch.zeros(n_models, dtype=torch.float64, device=y.device)
     loss = torch.zeros(n_models, dtype=torch.float64, device=y.device)
     correct = torch.zeros(n_models, dtype=torch.float64, device=y.device)
     for i in range(0, len(y), batch_size):
@@ -148,10 +113,17 @@ def score_stacked(template: nn.Sequential, rows: dict[str, torch.Tensor], ds: Da
         # cross-entropy as logsumexp - logit of the label: ~4x faster than log_softmax on CPU
         # for few classes (equal to F.cross_entropy up to float rounding)
         picked = h.gather(2, yb.view(1, -1, 1).expand(n_models, -1, 1)).squeeze(2)
-        loss += (torch.logsumexp(h, 2) - picked).double().sum(1)
+        per_sample = (torch.logsumexp(h, 2) - picked).double()
+        loss += per_sample.sum(1)
+        if w is not None:
+            wloss += (per_sample * w[yb]).sum(1)
         correct += (h.argmax(2) == yb).double().sum(1)
     n = max(len(y), 1)
-    return (loss / n).cpu().numpy(), (correct / n).cpu().numpy()
+    weighted = None
+    if w is not None:
+        wloss /= max(float(w[y].sum()), 1e-300)
+        weighted = wloss.cpu().numpy()
+    return (loss / n).cpu().numpy(), (correct / n).cpu().numpy(), weighted
 
 
 def scored_nodes(models: int, max_nodes: int) -> list[int]:
@@ -262,10 +234,14 @@ class Evaluator:
                     "test_loss": float(loss.sum() / n), "test_acc": float(correct.sum() / n),
                     "test_loss_matched": float((self.class_weights * loss).sum() / wn),
                     "test_acc_matched": float((self.class_weights * correct).sum() / wn)}
-        else:
-            trl, tra = score(module, self.ds, self.node_x_train, self.node_y_train, bs)
-            tel, tea = score(module, self.ds, self.node_x_test, self.node_y_test, bs)
-        return {"train_loss": trl, "train_acc": tra, "test_loss": tel, "test_acc": tea}
+        trl, tra = score(module, self.ds, self.node_x_train, self.node_y_train, bs)
+        loss, correct, counts = score_per_class(module, self.ds, self.node_x_test,
+                                                self.node_y_test, bs)
+        n = max(counts.sum(), 1.0)
+        wn = max(float((self.class_weights * counts).sum()), 1e-300)
+        return {"train_loss": trl, "train_acc": tra,
+                "test_loss": float(loss.sum() / n), "test_acc": float(correct.sum() / n),
+                "test_loss_matched": float((self.class_weights * loss).sum() / wn)}
 
     def score_rows(self, stack, rows) -> list[dict[str, float]]:
         """Node scores (on the fixed subsamples) of the models whose parameters are ``rows`` (a
@@ -275,12 +251,13 @@ class Evaluator:
         if bmm_supported(stack.template) and len(rows) > 1:
             views = stack.stacked_views(rows if torch.is_tensor(rows) else torch.stack(list(rows)))
             bs = self.batch_size(stack.template, len(rows))
-            trl, tra = score_stacked(stack.template, views, self.ds, self.node_x_train,
-                                     self.node_y_train, bs)
-            tel, tea = score_stacked(stack.template, views, self.ds, self.node_x_test,
-                                     self.node_y_test, bs)
+            trl, tra, _ = score_stacked(stack.template, views, self.ds, self.node_x_train,
+                                        self.node_y_train, bs)
+            tel, tea, telm = score_stacked(stack.template, views, self.ds, self.node_x_test,
+                                           self.node_y_test, bs, class_weights=self.class_weights)
             return [{"train_loss": float(trl[i]), "train_acc": float(tra[i]),
-                     "test_loss": float(tel[i]), "test_acc": float(tea[i])}
+                     "test_loss": float(tel[i]), "test_acc": float(tea[i]),
+                     "test_loss_matched": float(telm[i])}
                     for i in range(len(rows))]
         if self._node_module is None or self._node_row is None \
                 or self._node_row.shape != rows[0].shape:
@@ -314,6 +291,10 @@ class Evaluator:
         that hold the models elsewhere (the distributed engine) assemble these and call this."""
         avg = self.score_module(self.average_module(stack, average), full=True)
         node_scores = self.score_rows(stack, node_rows)
+        for s in node_scores:  # per-node gaps, so that the worst node's gap is recorded too
+            s["gen_gap_loss"] = s["test_loss"] - s["train_loss"]
+            s["gen_gap_acc"] = s["train_acc"] - s["test_acc"]
+            s["gen_gap_loss_matched"] = s["test_loss_matched"] - s["train_loss"]
         nodes = {key: _stats([s[key] for s in node_scores]) for key in node_scores[0]}
         return {
             "avg_model": avg,

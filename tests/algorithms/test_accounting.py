@@ -64,3 +64,25 @@ def test_state_roundtrip():
     b.load_state_dict(a.state_dict())
     assert b.record(3) == a.record(3)
     assert math.isfinite(b.record(3)["modeled_seconds_slow"])
+
+
+@pytest.mark.parametrize("mode", ["configured", "measured"])
+def test_modeled_time_uses_configured_or_measured_compute(mode):
+    from gossiplab.config import load_config
+    from gossiplab.run.loop import train
+    from gossiplab.setup import prepare
+
+    cfg = load_config(None, ["topology.nodes=4", "optim.batch_size=8", "train.iterations=6",
+                             "eval.every=3", "network.compute_seconds=0.5",
+                             f"network.compute='{mode}'"])
+    setup = prepare(cfg)
+    final = train(setup, "dsgd_mgs").final
+    comm = final["modeled_comm_seconds_wan"]
+    assert comm == pytest.approx(6 * (0.05 + 2 * final["comm_p2p_bytes_per_node"] / 12 / 1.25e7))
+    if mode == "configured":
+        assert "compute_seconds_measured" not in final
+        assert final["modeled_seconds_wan"] == pytest.approx(comm + 6 * 0.5)
+    else:
+        measured = final["compute_seconds_measured"]
+        assert measured > 0 and measured != pytest.approx(6 * 0.5)  # a timing, not the configured value
+        assert final["modeled_seconds_wan"] == pytest.approx(comm + measured)

@@ -111,3 +111,29 @@ def test_committed_document_regenerates_from_the_committed_store(tmp_path):
     got = out.read_text().replace(str(db), "results/comparison.sqlite").replace(
         str(out), "docs/comparison.md").replace("figures/comparison/comparison.png", "FIG")
     assert got == want
+
+
+def test_every_algorithm_key_that_matters_is_in_the_setting_label():
+    """Two configurations that differ in a key the algorithm reads never share a label (they
+    would be merged into one point)."""
+    from gossiplab.config import load_config
+    from gossiplab.report.comparison import describe
+
+    variants = {
+        "dsgd_mgs": ["algorithm.gossip_steps=2", "algorithm.gossip='chebyshev'"],
+        "gradient_tracking": ["algorithm.gossip_steps=2", "algorithm.gossip='chebyshev'"],
+        "gossip_pga": ["algorithm.period=3", "algorithm.gossip_steps=2", "algorithm.gossip='exact'"],
+        "local_steps": ["algorithm.period=3", "algorithm.gossip_steps=2",
+                        "algorithm.gossip='chebyshev'"],
+        "q_schedule": ["algorithm.q_schedule='early'", "algorithm.gossip_steps=2",
+                       "algorithm.q_switch=0.25", "algorithm.gossip='chebyshev'"],
+        "consensus_q": ["algorithm.consensus_target=0.1", "algorithm.consensus_cap=3"],
+        "choco": ["algorithm.gossip_steps=2", "algorithm.compressor='random_k'",
+                  "algorithm.compress_ratio=0.3", "algorithm.consensus_step=0.2"],
+    }
+    for name, changes in variants.items():
+        base = load_config(None, [f"algorithm.name='{name}'"]).to_dict()
+        labels = {describe(base)[:2]}
+        for c in changes:
+            labels.add(describe(load_config(None, [f"algorithm.name='{name}'", c]).to_dict())[:2])
+        assert len(labels) == len(changes) + 1, (name, labels)

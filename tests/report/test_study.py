@@ -78,9 +78,12 @@ def test_study_document_from_a_real_small_sweep(tmp_path):
     assert "## Verdicts" in text
     # the topology claim was assessed from its 12 runs; the others say their results are missing
     section = text.split("## 6. Better-connected topologies shrink the gap")[1].split("## 7.")[0]
+    assert "### Trained to overfit" in section  # a store in results/ itself: the overfit regime
     assert "(12 runs" in section
-    verdict = section.split("**Verdict: ")[1].split(".**")[0]
+    verdict = section.split("**Detailed reading: ")[1].split(".**")[0]
     assert verdict in (HOLDS, FAILS, UNSURE)
+    # the verdict panel: performance and gap, averaged / node / worst node
+    assert "| DSGD | averaged model |" in section and "| DSGD | worst node |" in section
     assert "| ring | 0.195 |" in section  # spectral gap of the 8-node ring
     assert "study-q.sqlite` is missing" in text and NOT_RUN in text
     assert (tmp_path / "docs" / "figures" / "study" / "topology.png").stat().st_size > 1000

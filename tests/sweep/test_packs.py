@@ -24,7 +24,9 @@ def test_packs_are_the_repository_configs():
     assert {"quick-digits-q", "paper-cifar10", "study/study-q", "stability-digits"} <= names
     assert not any(n.rsplit("/", 1)[-1].startswith("_") for n in names)  # bases are not packs
     assert find_pack("quick-digits-q").kind == "sweep"
-    assert find_pack("study-q.toml").name == "study/study-q"  # unique basename is enough
+    assert find_pack("study-schemes.toml").name == "study/study-schemes"  # unique basename is enough
+    with pytest.raises(UserError, match="no pack named 'study-q'"):  # ambiguous basename: not a guess
+        find_pack("study-q")
     assert find_pack("stability-digits").kind == "config"
 
 

@@ -7,17 +7,21 @@ def register(sub) -> None:
     p = sub.add_parser("study", help="assess the source paper's claims from the study results "
                                      "(writes docs/study.md and its figures)")
     p.add_argument("--results", default="results", metavar="DIR",
-                   help="folder of the study stores results/study-<claim>.sqlite (default results)")
+                   help="folder of the study stores: study-<claim>.sqlite (trained to overfit), "
+                        "informative/study-<claim>.sqlite, study-map*.sqlite (default results)")
     p.add_argument("--out", default="docs/study.md", metavar="FILE.md",
                    help="the document to write (default docs/study.md)")
     p.add_argument("--figures", metavar="DIR",
                    help="folder for its figures (default: figures/study beside the document)")
+    p.add_argument("--configs", default="configs/study", metavar="DIR",
+                   help="the study's sweep configs, whose base settings the document quotes "
+                        "(default configs/study)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from gossiplab.report.study import build_study
 
-    out = build_study(args.results, args.out, args.figures)
+    out = build_study(args.results, args.out, args.figures, args.configs)
     print(f"wrote {out}")
     return 0

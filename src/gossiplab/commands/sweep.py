@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -113,7 +114,10 @@ def run(args) -> int:
     executor = make_executor(args.executor, jobs=jobs, threads=args.threads, address=args.address)
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    existed = Path(args.db).exists()
     with ResultsStore(args.db) as store:
+        if existed:  # never add runs to a damaged store
+            store.check_damage()
         outcome = run_sweep(spec, store, executor, console=console, retry_failed=args.retry_failed,
                             lease=lease, expansion=exp, group=not args.no_group)
     final = ", ".join(f"{n} {s}" for s, n in sorted(outcome.final.items()))

@@ -105,7 +105,16 @@ def run(args) -> int:
         raise UserError(f"--out {out} already holds results ({', '.join(existing)}); choose another "
                         "directory or pass --overwrite")
     runs = find_runs(args.paths)
-    result = compare(runs, confidence=args.confidence, t_min_fraction=args.t_min_fraction)
+    try:
+        result = compare(runs, confidence=args.confidence, t_min_fraction=args.t_min_fraction)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as e:
+        # the files parsed but their records do not have the shape `gossiplab stability` writes
+        where = ", ".join(str(r.path) for r in runs)
+        missing = f" (missing {e.args[0]!r})" if isinstance(e, KeyError) and isinstance(
+            e.args[0], str) and len(e.args[0]) < 60 else ""
+        raise UserError(f"stability results in {where} are damaged or from another version: "
+                        f"a record is missing a field or has a value of the wrong type "
+                        f"({type(e).__name__}{missing})") from None
     figures = {}
     for factor in ("T", "n", "m", "Q"):
         path = out / f"vs_{factor}.png"

@@ -1,4 +1,4 @@
-"""Splitting a training set across m nodes: IID, Dirichlet label skew, shards.
+"""Splitting a training set across m nodes: IID, Dirichlet label skew (two kinds), shards.
 
 Invariants (property-tested): no sample is on two nodes; every node holds at least one sample;
 with ``samples_per_node = n`` every node holds exactly n; the split is a pure function of the
@@ -163,9 +163,62 @@ def shards(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | None =
             for j in range(m)]
 
 
+def _largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
+    """Integers summing to ``total`` in proportion to ``shares`` (Hamilton's method: floors, then
+    the remainder to the largest fractional parts, ties to the lower index)."""
+    w = np.asarray(shares, dtype=np.float64)
+    w = w / w.sum() * total
+    out = np.floor(w).astype(np.int64)
+    rest = int(total - out.sum())
+    if rest > 0:
+        out[np.argsort(-(w - out), kind="stable")[:rest]] += 1
+    return out
+
+
+def stratified_dirichlet(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | None = None,
+                         alpha: float = 0.5, num_classes: int | None = None,
+                         **_: object) -> list[np.ndarray]:
+    """Dirichlet(alpha) label skew whose union S keeps the training set's label distribution.
+
+    A stratified pool of m*n samples (all data without n) is drawn, each class in proportion to
+    its share of the training set (Fashion-MNIST, CIFAR: equal to the test set's), so S's label
+    mix does not move with alpha and the plain generalization gap needs no label matching. Each
+    node draws class weights q_k ~ Dir(alpha); class c's pool is cut over the nodes in proportion
+    to q_kc / sum_j q_jc. Node sizes therefore differ (their mean is n); a draw leaving a node with
+    less than a quarter of the mean is redrawn (the split stays a pure function of the seed).
+    """
+    if not alpha > 0:
+        raise ConfigError(f"data.alpha must be > 0, got {alpha}")
+    c = int(num_classes or labels.max() + 1)
+    total = n * m if n is not None else len(labels)
+    freq = np.bincount(labels, minlength=c)
+    quota = np.minimum(_largest_remainder(freq, total), freq)
+    pools = [rng.permutation(np.flatnonzero(labels == k))[:quota[k]] for k in range(c)]
+    floor = max(1, total // (4 * m))
+    for _attempt in range(1000):
+        q = np.nan_to_num(rng.dirichlet(alpha * np.ones(c), size=m)) + 1e-300
+        share = q / q.sum(axis=0, keepdims=True)  # [m, c]: node k's cut of class c
+        counts = np.stack([_largest_remainder(share[:, k], int(quota[k])) if quota[k] else
+                           np.zeros(m, dtype=np.int64) for k in range(c)], axis=1)
+        if counts.sum(axis=1).min() >= floor:
+            break
+    else:
+        raise ConfigError(
+            f"stratified Dirichlet(alpha={alpha}) split left a node with fewer than {floor} samples "
+            f"1000 times with {m} nodes; raise data.alpha or data.samples_per_node, or use fewer "
+            "nodes")
+    cuts = np.cumsum(counts, axis=0)
+    nodes = []
+    for k in range(m):
+        parts = [pools[cls][cuts[k, cls] - counts[k, cls]:cuts[k, cls]] for cls in range(c)]
+        nodes.append(rng.permutation(np.concatenate(parts).astype(np.int64)))
+    return nodes
+
+
 PARTITIONERS: dict[str, Callable[..., list[np.ndarray]]] = {
     "iid": iid,
     "dirichlet": dirichlet,
+    "stratified_dirichlet": stratified_dirichlet,
     "shards": shards,
 }
 """Partitioners by name. Adding one is one function returning per-node index arrays."""

@@ -7,6 +7,8 @@ how the algorithm's :class:`~gossiplab.algorithms.Network` reaches the other row
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from gossiplab.accounting import Ledger, networks_from_config
@@ -40,7 +42,8 @@ class TrainingEngine:
                                          cfg.train.iterations)
         self.models_per_replica = self.algorithm.models()
         self.ledger = Ledger(setup.topology, networks_from_config(cfg.network),
-                             cfg.network.compute_seconds)
+                             cfg.network.compute_seconds,
+                             measured_compute=cfg.network.compute == "measured")
         return self.algorithm
 
     def _init_training(self, dataset: Dataset, models: int) -> None:
@@ -76,11 +79,16 @@ class TrainingEngine:
         alg, params, grads = self.algorithm, self.stack.params, self.stack.grads
         x, y = self._local_batch()
         xg, yg = alg.arrange(x, y)
+        t0 = time.perf_counter()
         losses = self._forward_backward(self.stack, xg, yg)
+        computed = time.perf_counter() - t0
         loss = self._batch_loss(losses)
         it = self.iteration
         self.round += alg.after_gradient(params, grads, self.net, it, self.round)
+        t0 = time.perf_counter()
         self.optimizer.step(self.schedule(it))
+        if self.ledger.measured_compute:  # one node's share: this process computes y.shape[:2] batches
+            self.ledger.add_compute((computed + time.perf_counter() - t0) / (y.shape[0] * y.shape[1]))
         self.round += alg.communicate(params, self.net, it, self.round)
         self.iteration += 1
         self.last_losses = losses

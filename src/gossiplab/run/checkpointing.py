@@ -16,7 +16,6 @@ of an uninterrupted run bit for bit; only wall-clock fields differ.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from gossiplab.config import Config, from_dict
 from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.simulator import Simulator
 from gossiplab.errors import UserError
-from gossiplab.fileio import safe_filename
+from gossiplab.fileio import read_json, safe_filename
 from gossiplab.run.loop import Hook, RunResult, eval_points
 
 CHECKPOINT_DIR = "checkpoints"
@@ -141,12 +140,13 @@ def read_run_config(out: str | Path) -> Config:
     p = Path(out) / "config.json"
     if not p.is_file():
         raise UserError(f"--resume: {out} holds no run to resume (no config.json)")
+    doc = read_json(p, "run config", 64 << 20)
     try:
-        doc = json.loads(p.read_text())
         raw, stored_hash = doc["config"], doc["config_hash"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"--resume: {p} is unreadable or not a gossiplab config.json ({e})") from None
-    cfg = from_dict(raw)
+        cfg = from_dict(raw)
+    except (KeyError, TypeError, UserError):
+        raise UserError(f"--resume: {p} is not a gossiplab config.json (damaged or edited: its "
+                        "'config' and 'config_hash' are missing or invalid)") from None
     if cfg.config_hash() != stored_hash:
         raise UserError(
             f"--resume: {p} was edited or written by another gossiplab version (config hash "

@@ -19,7 +19,7 @@ import torch
 
 from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.errors import UserError
-from gossiplab.fileio import atomic_write_json
+from gossiplab.fileio import atomic_write_json, read_json
 from gossiplab.run.loop import Hook, RunResult
 
 FOLDER = "checkpoints"
@@ -79,10 +79,10 @@ def read_run_info(out: Path) -> dict | None:
     p = folder(out) / "run.json"
     if not p.is_file():
         return None
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{p} is unreadable ({e}); cannot resume") from None
+    info = read_json(p, "run record")
+    if not isinstance(info, dict) or not {"config_hash", "world_size"} <= set(info):
+        raise UserError(f"{p} is damaged: not a gossiplab run record; cannot resume")
+    return info
 
 
 def result_path(out: Path, algorithm: str) -> Path:
@@ -121,10 +121,7 @@ def load_traffic(out: Path, algorithm: str, rank: int) -> dict | None:
     p = traffic_path(out, algorithm, rank)
     if not p.is_file():
         return None
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{p} is unreadable ({type(e).__name__}); cannot resume") from None
+    d = read_json(p, "traffic record")
     if not isinstance(d, dict) or not {"iterations", "gossip_bytes", "nodes"} <= set(d):
         raise UserError(f"{p} is not a traffic record of a gossiplab run; cannot resume")
     return d

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from gossiplab.config import BASELINE
 from gossiplab.errors import UserError
+from gossiplab.fileio import MIB, read_json, read_text
 from gossiplab.stats import loglog_fit
 
 # factor -> config key varied across runs (T is read along each run's trajectory)
@@ -86,22 +88,44 @@ def _flatten(cfg: dict) -> dict[str, Any]:
             for sec, vals in cfg.items() for k, v in vals.items()}
 
 
+RESULT_FILE_LIMIT = 256 * MIB
+
+
+def _damaged(path: Path, what: str) -> UserError:
+    return UserError(f"{path} is damaged: {what}; not a readable `gossiplab stability` result")
+
+
 def load_run(path: Path) -> StabilityRun:
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-        cfg = json.loads((path / "config.json").read_text())["config"]
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path}: not a readable stability run ({e})") from None
+    summary = read_json(path / "summary.json", "stability summary", RESULT_FILE_LIMIT)
+    doc = read_json(path / "config.json", "stability config", RESULT_FILE_LIMIT)
+    if not isinstance(summary, dict):
+        raise _damaged(path / "summary.json", "expected a JSON object")
     if summary.get("kind") != "stability":
         raise UserError(f"{path}: summary.json is not from `gossiplab stability`")
+    cfg = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
+        raise _damaged(path / "config.json", "expected an object 'config' of sections")
+    for key in ("stability", "theory"):
+        if not isinstance(summary.get(key), dict):
+            raise _damaged(path / "summary.json", f"expected an object '{key}'")
     twins = []
     stab = path / "stability.jsonl"
     if stab.exists():
-        for line in stab.read_text().splitlines():
-            if line.strip():
+        text = read_text(stab, "stability record", RESULT_FILE_LIMIT, expected="JSON lines")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 rec = json.loads(line)
-                if rec.get("kind") == "twins":
-                    twins.append(rec)
+            except (ValueError, RecursionError):
+                raise _damaged(stab, f"line {lineno} is not valid JSON") from None
+            if not isinstance(rec, dict):
+                raise _damaged(stab, f"line {lineno}: expected a JSON object")
+            if rec.get("kind") == "twins":
+                if not isinstance(rec.get("iteration"), int) or not isinstance(rec.get("algorithm"), str):
+                    raise _damaged(stab, f"line {lineno}: a twins record needs 'iteration' (an "
+                                         "integer) and 'algorithm'")
+                twins.append(rec)
     return StabilityRun(path=path, config=_flatten(cfg), summary=summary, twins=twins)
 
 
@@ -117,10 +141,10 @@ def find_runs(paths: list[str | Path]) -> list[StabilityRun]:
             key = c.resolve()
             if key in seen:
                 continue
-            try:
-                kind = json.loads((c / "summary.json").read_text()).get("kind")
-            except (OSError, ValueError):
-                continue
+            summary = read_json(c / "summary.json", "summary", RESULT_FILE_LIMIT)
+            if not isinstance(summary, dict):
+                raise _damaged(c / "summary.json", "expected a JSON object")
+            kind = summary.get("kind")
             if kind == "stability":
                 seen.add(key)
                 runs.append(load_run(c))
@@ -182,7 +206,7 @@ def theory_exponent(factor: str, algorithm: str, c_beta: float | None) -> float 
     if factor == "T":
         return c_beta / (c_beta + 1.0)
     if factor == "m":
-        return -1.0 if algorithm == "centralized" else -1.0 / (2 * c_beta + 2.0)
+        return -1.0 if algorithm == BASELINE else -1.0 / (2 * c_beta + 2.0)
     return None
 
 
@@ -230,7 +254,7 @@ def _same_twins(runs: list[StabilityRun], quantity: str) -> bool:
         return json.dumps([(p["repetition"], p["node"], p["position"], p["fresh"])
                            for p in r.summary["stability"][alg]["perturbations"]])
 
-    algs = [a for a in runs[0].algorithms if a != "centralized"] or runs[0].algorithms
+    algs = [a for a in runs[0].algorithms if a != BASELINE] or runs[0].algorithms
     return (len({twins(r) for r in runs}) == 1
             and len({len(r.finals(algs[0], quantity)) for r in runs}) == 1)
 
@@ -259,7 +283,7 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
     seen_central = set()
     for run in runs:
         for alg in run.algorithms:
-            if alg == "centralized":
+            if alg == BASELINE:
                 key = _group_key(run, {"topology.name", "algorithm.gossip_steps", "topology.mixing",
                                        "topology.laziness", "algorithm.gossip"})
                 if key in seen_central:
@@ -277,7 +301,7 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
                     paired = len({len(s) for s in ss}) == 1
                     fit = loglog_fit(xs, ss, confidence=confidence, transform=_transform(q),
                                      resamples=resamples, paired=paired)
-                label = run.label if alg != "centralized" else _central_label(run)
+                label = run.label if alg != BASELINE else _central_label(run)
                 rows.append(_row("T", q, alg, label, fit, theory_exponent("T", alg, run.c_beta),
                                  {"runs": [str(run.path)]}))
     # -- n, m, Q across runs
@@ -286,7 +310,7 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
             label = _common_label(group, factor)
             cbs = [r.c_beta for r in group if r.c_beta is not None]
             cb = float(np.mean(cbs)) if cbs else None
-            algs = [a for a in group[0].algorithms if factor != "Q" or a != "centralized"]
+            algs = [a for a in group[0].algorithms if factor != "Q" or a != BASELINE]
             for alg in algs:
                 for q in QUANTITIES:
                     if q in PER_FACTOR_ONLY and factor not in PER_FACTOR_ONLY[q]:
@@ -318,7 +342,7 @@ def _value(samples: list[float], quantity: str) -> float:
 
 def _by_q(group: list[StabilityRun], alg: str, quantity: str) -> dict:
     """Measured value at each Q, the centralized value of the same data, and their ratio."""
-    cen = [v for r in group if "centralized" in r.algorithms for v in r.finals("centralized", quantity)]
+    cen = [v for r in group if BASELINE in r.algorithms for v in r.finals(BASELINE, quantity)]
     c = _value(cen, quantity) if cen else None
     out = {}
     for r in group:

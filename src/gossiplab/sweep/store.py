@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gossiplab.catalogue import CATALOGUE, STORE_COLUMNS
 from gossiplab.errors import UserError
-from gossiplab.metrics import CATALOGUE, STORE_COLUMNS
 from gossiplab.sweep.spec import SweepPoint, SweepSpec, get_dotted, param_value
 
 SCHEMA_VERSION = 1
@@ -183,6 +183,12 @@ class Owner:
 # -- the store -----------------------------------------------------------------------------------
 
 
+def safe_sqlite_message(e: BaseException) -> str:
+    """SQLite's message without any stored text it quotes ("... with text '...'")."""
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return msg.split(" with text ", 1)[0][:200]
+
+
 class ResultsStore:
     """A results file. Use as a context manager; one instance per process/thread."""
 
@@ -195,6 +201,8 @@ class ResultsStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise UserError(f"cannot create {self.path.parent}: {e.strerror or e}") from e
+        if self.path.exists() and not self.path.is_file():
+            raise UserError(f"{self.path}: not a results store (not a regular file)")
         try:
             self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self.db.row_factory = sqlite3.Row
@@ -203,7 +211,11 @@ class ResultsStore:
             self.db.execute("PRAGMA foreign_keys=ON")
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
-            raise UserError(f"{self.path}: not a readable SQLite results file ({e})") from None
+            raise UserError(f"{self.path}: not a readable SQLite results file "
+                            f"({safe_sqlite_message(e)})") from None
+        except UnicodeDecodeError as e:  # a damaged schema table
+            raise UserError(f"{self.path}: damaged results store: its table list is not UTF-8 "
+                            f"(byte {e.start})") from None
         if tables and "meta" not in tables:
             raise UserError(f"{self.path}: an SQLite file but not a gossiplab results store")
         if not tables:
@@ -214,6 +226,8 @@ class ResultsStore:
                     db.execute(statement)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                            (str(SCHEMA_VERSION),))
+        if not create:  # a reader (report, export, --dry-run): refuse a damaged file up front
+            self.check_damage()
         version = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if version is None or int(version[0]) > SCHEMA_VERSION:
             raise UserError(f"{self.path}: results store schema {version and version[0]} is newer "
@@ -221,6 +235,55 @@ class ResultsStore:
 
     def close(self) -> None:
         self.db.close()
+
+    JSON_COLUMNS = {"runs": ("config",), "metrics": ("record",), "summaries": ("summary",),
+                    "sweeps": ("spec", "axes")}
+
+    def check_damage(self) -> None:
+        """Refuse a damaged store with one line naming the file and what is wrong (never the
+        stored text): SQLite's own check, the tables of the schema, every text value UTF-8,
+        every JSON column valid JSON."""
+        import re
+
+        where = f"{self.path}: damaged results store"
+        try:
+            bad = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if bad != "ok":
+                raise UserError(f"{where} (SQLite's check: {str(bad).splitlines()[0][:160]})")
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            need = re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", _SCHEMA)
+            missing = [t for t in need if t not in tables]
+            if missing:
+                raise UserError(f"{where}: table(s) {', '.join(missing)} missing")
+            self.db.text_factory = bytes
+            try:
+                for table in need:
+                    json_cols = self.JSON_COLUMNS.get(table, ())
+                    cur = self.db.execute(f"SELECT rowid, * FROM {table}")  # noqa: S608 - schema names
+                    names = [d[0] for d in cur.description]
+                    for row in cur:
+                        for name, value in zip(names, row, strict=True):
+                            if not isinstance(value, bytes):
+                                continue
+                            at = f"{table}.{name}, row {row[0]}"
+                            try:
+                                text = value.decode("utf-8")
+                            except UnicodeDecodeError as e:
+                                raise UserError(f"{where}: {at} is not UTF-8 text (byte {e.start})"
+                                                ) from None
+                            if name in json_cols:
+                                try:
+                                    json.loads(text)
+                                except ValueError as e:
+                                    pos = (f" (line {e.lineno}, column {e.colno})"
+                                           if isinstance(e, json.JSONDecodeError) else "")
+                                    raise UserError(f"{where}: {at} is not valid JSON{pos}") from None
+                                except RecursionError:
+                                    raise UserError(f"{where}: {at} is JSON nested too deeply") from None
+            finally:
+                self.db.text_factory = str
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{where} ({safe_sqlite_message(e)})") from None
 
     def __enter__(self) -> ResultsStore:
         return self
