@@ -130,6 +130,10 @@ class OptimConfig(Section):
     batch_size: int = Field(16, ge=1, description="b: mini-batch size per node per iteration.")
 
 
+BASELINE = "centralized"
+"""The algorithm every decentralized run is compared with (``algorithm.compare_centralized``)."""
+
+
 class AlgorithmConfig(Section):
     """What the nodes do each iteration."""
 

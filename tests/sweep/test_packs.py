@@ -26,6 +26,8 @@ def test_packs_are_the_repository_configs():
     assert find_pack("quick-digits-q").kind == "sweep"
     assert find_pack("study/study-q.toml").name == "study/study-q"
     assert find_pack("quick-fmnist-cnn.toml").name == "quick-fmnist-cnn"  # a unique basename is enough
+    with pytest.raises(UserError, match="'study-q' names several packs"):  # ambiguous: not a guess
+        find_pack("study-q")
     assert find_pack("stability-digits").kind == "config"
 
 

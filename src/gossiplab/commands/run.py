@@ -63,7 +63,7 @@ def summary_table(cfg, summary: dict) -> Table:
     table.add_column("metric")
     for name in runs:
         table.add_column(_label(cfg, name), justify="right")
-    from gossiplab.metrics import CATALOGUE, SUMMARY_ROWS
+    from gossiplab.catalogue import CATALOGUE, SUMMARY_ROWS
     from gossiplab.sweep.spec import get_dotted
 
     for metric, fmt in SUMMARY_ROWS:
