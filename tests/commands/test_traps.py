@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from gossiplab.config import load_config
 from gossiplab.errors import ConfigError
 
@@ -36,6 +38,7 @@ def test_closed_pipe_is_not_a_traceback(tmp_path):
     assert p.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_without_a_blank_line_and_progress_is_plain_in_logs(tmp_path):
     r = gl("run", "--set", "topology.nodes=64", "--out", str(tmp_path / "m64"))
     assert r.returncode == 2 and r.stderr.startswith("gossiplab: error: optim.batch_size")
@@ -50,6 +53,7 @@ def test_errors_are_one_line_without_a_blank_line_and_progress_is_plain_in_logs(
     assert r.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     p = subprocess.Popen([sys.executable, "-m", "gossiplab", "run", "--quiet", "--out", str(out),

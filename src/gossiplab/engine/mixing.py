@@ -145,7 +145,7 @@ class MatrixMixer:
         """W x computed as c + W (x - c), c each replica's column mean: equal in exact arithmetic
         (W's rows sum to exactly 1), but the product's rounding errors now scale with the nodes'
         disagreement, not with the values themselves, and average out: over 24,000 float32
-        rounds the average moves by ~1e-6 instead of drifting by ~3e-4 (plain product of the
+        rounds the average moves by ~1e-6 instead of drifting by ~2e-4 (plain product of the
         exact W) or ~1e-3 (W cast entry by entry); tests/engine/test_mixing_precision.py."""
         xr = x.unflatten(0, (self.replicas, x.shape[0] // self.replicas))
         c = xr.mean(1, keepdim=True)
