@@ -391,6 +391,12 @@ def targets(raw: dict) -> str:
                      f"{(sw.get('_equal') or {}).get('equal')}",
                      "met" if statistics.median(sp) >= 3 and cpu >= 3 else
                      "not met (equal results: yes)"])
+        old = raw.get("sweep_loaded")
+        if old and "before (main)" in old and "grouped (replicas)" in old:
+            pairs = list(zip(old["before (main)"], old["grouped (replicas)"], strict=True))
+            rows[-1][1] += ("; earlier, under heavier load: wall " + ", ".join(
+                f"{b[0] / g[0]:.2f}x" for b, g in pairs) + ", CPU " + ", ".join(
+                f"{b[1] / g[1]:.2f}x" for b, g in pairs))
     if not rows:
         return ""
     return "### Targets\n\n" + table(["target", "measured", "verdict"], rows) + "\n"
