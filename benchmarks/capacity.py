@@ -342,13 +342,15 @@ CHANGES = """### What changed for issue 18
 * **Many runs.** Runs that differ only in seeds, lr, Q, gossip scheme or topology (same m) train
   as replicas of one node matrix (`engine/replicas.py`, `run/replicas.py`), grouped by the sweep
   scheduler (`--no-group` to opt out), each with its own sampler, initialisation, partition,
-  schedule, algorithm and ledger, one SGD update over the whole matrix where the replicas' updates
-  agree, and the rounds of replicas sharing their gossip as one block-diagonal product; results
-  equal those of the runs alone, bitwise (`tests/run/test_replicas.py`,
-  `tests/sweep/test_scheduler.py`). Outside forward/backward: the communication ledger counts a
-  round with a few dict operations (it did three numpy operations per round: 0.16 ms per step at
-  Q = 16), per-node evaluation of MLPs is one batched product per layer with a logsumexp
-  cross-entropy (about 2x faster).
+  schedule, algorithm and ledger, and one SGD update over the whole matrix where the replicas'
+  updates agree; results equal those of the runs alone, bitwise (`tests/run/test_replicas.py`,
+  `tests/sweep/test_scheduler.py`, and the pack's stores below). Running the rounds of replicas
+  that share their gossip as one block-diagonal product (`engine/replicas.py: BLOCK_GOSSIP`) is
+  off: with it this pack's grouped store differed from the one-by-one store in the last bits
+  (exponential graph, m = 16), which is how it was found. Outside forward/backward: the
+  communication ledger counts a round with a few dict operations (it did three numpy operations
+  per round: 0.16 ms per step at Q = 16), per-node evaluation of MLPs is one batched product per
+  layer with a logsumexp cross-entropy (about 2x faster).
 * **Why not 3x on quick-digits-q.** In a stacked step of 12 runs the batched forward/backward is
   about 60% of the time (0.27 ms of CPU per run and step under this load) and evaluation about a
   fifth of a run (16 x 16 node models on 1,000 + 360 samples: compute, not overhead); together
