@@ -61,7 +61,10 @@ def call(capsys, argv: list[str], surface: str, *, valid_ok: bool = False, out: 
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(120)
     try:
-        rc = main(argv)
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse's own refusals
+            rc = e.code
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -523,6 +526,13 @@ def test_damaged_stability_folders_for_theory(capsys, tmp_path, stability_run, d
     _, err, _ = call(capsys, ["theory", str(d), "--out", str(out), "--quiet"], "stability folders",
                      out=out)
     assert "no `gossiplab stability` results found" not in err, "a damaged folder is reported as damaged"
+
+
+@pytest.mark.parametrize("argv", [["stability", "-K", "1e9"], ["bogus"], ["topology", "ring", "-Q", "x"],
+                                  ["run", "--checkpoint-every", "-3"], ["sweep", "--jobs", "many"]])
+def test_command_line_mistakes_are_one_line(capsys, argv):
+    """argparse prints its usage before the error; gossiplab's parser says it in one line."""
+    call(capsys, argv, "config files and --set")
 
 
 def test_stability_perturbations_bounded(capsys, tmp_path):

@@ -25,3 +25,22 @@ def test_every_cli_command_is_in_the_readme():
     sub = next(a for a in parser._actions if a.dest == "command")
     for name in sub.choices:
         assert f"gossiplab {name}" in README, f"README lacks `gossiplab {name}`"
+
+
+def test_readme_tables_have_one_cell_per_column():
+    """A bare | inside a cell (choices such as `a | b`) splits it on GitHub and the meaning
+    column is lost: every row has as many cells as its table's header."""
+    import re
+
+    from gossiplab.config import reference_markdown
+
+    for text in (README, reference_markdown()):
+        header = None
+        for line in text.splitlines():
+            if not line.startswith("|"):
+                header = None
+                continue
+            cells = len(re.split(r"(?<!\\)\|", line.strip())) - 2
+            if header is None:
+                header = cells
+            assert cells == header, f"table row with {cells} cells, header has {header}: {line[:80]}"

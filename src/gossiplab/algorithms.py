@@ -52,14 +52,12 @@ import torch
 
 from gossiplab.accounting import CountedMix, Ledger
 from gossiplab.compression import Compressor, build_compressor
+from gossiplab.config import BASELINE  # noqa: F401  (the baseline's name; also imported from here)
 from gossiplab.errors import ConfigError, unknown
 from gossiplab.gossip import GossipScheme, Mix, build_gossip
 from gossiplab.topology import Topology
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
-
-BASELINE = "centralized"
-"""The algorithm every decentralized run is compared with (``algorithm.compare_centralized``)."""
 
 GOSSIP_SECTIONS = ("topology", "algorithm")
 """Config sections that only matter to an algorithm that gossips (but for the keys below)."""

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sqlite3
 import sys
 import traceback
+import warnings
 
 from gossiplab import __version__
 from gossiplab.errors import UserError
@@ -31,8 +33,17 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes end like every other bad input: one line, exit status 2 (argparse
+    would print the usage first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        msg = message if message.isprintable() else message.encode("unicode_escape").decode("ascii")
+        self.exit(2, f"gossiplab: error: {self.prog}: {msg} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gossiplab",
         description="Decentralized SGD with multiple gossip steps: simulate, measure, compare.",
     )
@@ -44,8 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """gossiplab's own warnings as one line on stderr; others as Python prints them."""
+    from gossiplab.setup import GossipWarning
+
+    if issubclass(category, GossipWarning):
+        print(f"gossiplab: warning: {message}", file=sys.stderr)
+    else:
+        _show_warning(message, category, filename, lineno, file, line)
+
+
+_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _one_line_warning
     debug = "--debug" in argv
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -70,3 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gossiplab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`gossiplab topology ... --json | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
+        return 0

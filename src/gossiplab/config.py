@@ -130,6 +130,10 @@ class OptimConfig(Section):
     batch_size: int = Field(16, ge=1, description="b: mini-batch size per node per iteration.")
 
 
+BASELINE = "centralized"
+"""The algorithm every decentralized run is compared with (``algorithm.compare_centralized``)."""
+
+
 class AlgorithmConfig(Section):
     """What the nodes do each iteration."""
 
@@ -330,6 +334,9 @@ class Config(Section):
         Keys added after results were stored (:data:`HASHED_ONLY_IF_SET`) count only when set
         away from their default, so the runs already in a store keep their ids."""
         raw = self.to_dict()
+        for (sec, key), (new, old) in HASHED_AS_BEFORE.items():
+            if raw[sec][key] == new:
+                raw[sec][key] = old
         for sec, key in HASHED_ONLY_IF_SET:
             section = type(self).model_fields[sec].annotation
             if raw[sec][key] == section.model_fields[key].get_default(call_default_factory=True):
@@ -345,9 +352,17 @@ HASHED_ONLY_IF_SET: tuple[tuple[str, str], ...] = (
                                    "consensus_target", "consensus_cap", "compressor",
                                    "compress_ratio", "consensus_step", "compress_seed")),
     *(("network", k) for k in NetworkConfig.model_fields),
+    ("eval", "at_start"),
 )
 """(section, key) pairs left out of :meth:`Config.config_hash` while at their default: keys added
 after stores of results existed (adding a key must not change every stored run's id)."""
+
+HASHED_AS_BEFORE: dict[tuple[str, str], tuple[Any, Any]] = {
+    ("eval", "batch_size"): (0, 2048),
+}
+"""Defaults that changed after stores of results existed, hashed as the old default so stored
+runs keep their ids: {(section, key): (new default, old default)}. The evaluation batch (2,048,
+now sized from the model) changes evaluated metrics only by float rounding."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,7 +396,11 @@ def check_keys(raw: dict[str, Any], model: type[BaseModel] = Config, prefix: str
     for key, value in raw.items():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(f"unknown config key '{shown(full)}'{_did_you_mean(key, model, prefix)}")
+            hint = _did_you_mean(key, model, prefix)
+            if not hint:  # nothing close: say what there is
+                where = f"keys of [{prefix[:-1]}]" if prefix else "sections"
+                hint = f"; {where}: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key '{shown(full)}'{hint}")
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if not isinstance(value, dict):
@@ -531,7 +550,8 @@ def reference_markdown() -> str:
         lines.append("| key | default | meaning |\n|---|---|---|")
         for name, fld in model.model_fields.items():
             default = fld.get_default(call_default_factory=True)
-            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {fld.description or ''} |")
+            meaning = (fld.description or "").replace("|", "\\|")  # a bare | splits the cell
+            lines.append(f"| `{sec}.{name}` | `{json.dumps(default)}` | {meaning} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -6,6 +6,8 @@ the same partition), and by both engines (simulator and distributed).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -173,12 +175,41 @@ def prepare(cfg: Config, dataset: Dataset | None = None) -> Setup:
         raise ConfigError(f"topology has {topo.nodes} nodes but topology.nodes = {m}")
     # fail early on a gossip scheme the topology can't run, and on options the algorithm refuses
     build_algorithm(cfg.algorithm.name, m, topo, cfg.algorithm, cfg.train.iterations)
+    if cfg.algorithm.name != "centralized":
+        warn_excess_rounds(cfg, topo)
     augment = ds.augment if cfg.data.augment is None else cfg.data.augment
     if augment and len(ds.input_shape) != 3:
         raise ConfigError("data.augment needs image data [C, H, W]")
     build_model_for(cfg, ds)  # fail early on a bad model config, before any training
     return Setup(cfg=cfg, dataset=ds.to(device), partition=part, topology=topo, device=device,
                  augment=augment)
+
+
+class GossipWarning(UserWarning):
+    """A setting that runs but is probably not what the user meant (the CLI prints one line)."""
+
+
+def rounds_to_average(lam: float, dtype: torch.dtype = torch.float32) -> int | None:
+    """Plain rounds after which lambda^Q is below the precision ``eps / 2`` of ``dtype``: beyond
+    them W^Q equals the exact average as far as the working precision can tell."""
+    if not 0.0 < lam < 1.0:
+        return None if lam >= 1.0 else 1
+    return math.ceil(math.log(float(torch.finfo(dtype).eps) / 2) / math.log(lam))
+
+
+def warn_excess_rounds(cfg: Config, topo: Topology, factor: int = 4) -> None:
+    """Warn when Q plain rounds are far more than the graph needs to average to float32
+    precision (the extra rounds change nothing but the time spent)."""
+    a = cfg.algorithm
+    if a.gossip != "plain" or a.gossip_steps <= 1:
+        return
+    need = rounds_to_average(topo.lam)
+    if need is not None and a.gossip_steps > factor * need:
+        warnings.warn(
+            f"algorithm.gossip_steps = {a.gossip_steps} is far beyond the {need} plain rounds after "
+            f"which W^Q equals the exact average to float32 precision on this topology (lambda = "
+            f"{topo.lam:.4g}); more rounds change nothing. Use Q = {need} or algorithm.gossip = "
+            "'exact'", GossipWarning, stacklevel=2)
 
 
 def build_model_for(cfg: Config, ds: Dataset) -> torch.nn.Module:

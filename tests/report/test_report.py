@@ -125,3 +125,19 @@ def test_two_seed_report_says_so_and_keeps_intervals_in_range(results, tmp_path)
     svg = (tmp_path / "few" / "figures" / "consensus.svg").read_text()
     assert "iteration 0 is left out" in next(f["caption"] for f in rep.figures if f["name"] == "consensus")
     assert svg
+
+
+def test_report_renders_in_a_real_browser(results, tmp_path):
+    """Headless Chromium opens the page: every figure loads, none is wider than its column, and
+    nothing sticks out of the page (wide tables scroll inside their own box)."""
+    from report.browser import check_page, chromium
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    rep = build_report(results, tmp_path / "browser")
+    seen = check_page(rep.html)
+    assert seen["images"] == len(rep.figures) > 0
+    assert seen["broken"] == [] and seen["scaled"] == []
+    assert seen["overflowing"] == [] and seen["pageWidth"] <= seen["viewport"]
+    narrow = check_page(rep.html, width=700)  # a laptop split screen
+    assert narrow["broken"] == [] and narrow["overflowing"] == [], narrow

@@ -92,7 +92,7 @@ def test_plan_groups_balances_the_workers():
     groups = plan_groups(points, slots=2, max_replicas=8)
     assert sorted(p.run_id for g in groups for p in g) == sorted(p.run_id for p in points)
     sizes = [len(g) for g in groups]
-    assert sizes == [6, 6, 6, 6, 2, 1]  # 24 dsgd in 4 chunks of <= 8, then 3 centralized
+    assert sizes == [6, 6, 6, 6, 1, 1, 1]  # 24 dsgd in 2 chunks per worker, then 3 centralized alone
     for g in groups:
         assert len({group_key(p.config.to_dict()) for p in g}) == 1
 

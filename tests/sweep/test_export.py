@@ -52,3 +52,23 @@ def test_parquet(db, tmp_path):
 def test_bad_format_is_a_one_line_error(db, tmp_path):
     r = gl("export", str(db), "--format", "xlsx", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unknown format 'xlsx'" in r.stderr
+
+
+def test_times_are_iso_utc_and_baselines_leave_ignored_keys_empty(db, tmp_path):
+    from datetime import datetime
+
+    export(db, tmp_path / "iso")
+    runs = list(csv.DictReader((tmp_path / "iso" / "runs.csv").read_text().splitlines()))
+    for row in runs:
+        created = datetime.fromisoformat(row["created"])  # ISO 8601 ...
+        assert row["created"].endswith("Z") and created.utcoffset().total_seconds() == 0  # ... UTC
+    done = next(x for x in runs if x["status"] == "ok")
+    assert done["started"].endswith("Z") and done["ended"] >= done["started"]
+    central = [x for x in runs if x["algorithm"] == "centralized"]
+    dsgd = [x for x in runs if x["algorithm"] != "centralized"]
+    assert central and dsgd
+    for row in central:  # a centralized run has no topology and no gossip steps
+        assert row["config.topology.name"] == "" and row["config.algorithm.gossip_steps"] == ""
+        assert row["config.topology.nodes"] != ""  # m still shapes its batch
+    assert {x["config.algorithm.gossip_steps"] for x in dsgd} == {"1", "4"}
+    assert all(x["config.topology.name"] for x in dsgd)

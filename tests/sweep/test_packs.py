@@ -24,8 +24,21 @@ def test_packs_are_the_repository_configs():
     assert {"quick-digits-q", "paper-cifar10", "study/study-q", "stability-digits"} <= names
     assert not any(n.rsplit("/", 1)[-1].startswith("_") for n in names)  # bases are not packs
     assert find_pack("quick-digits-q").kind == "sweep"
-    assert find_pack("study-q.toml").name == "study/study-q"  # unique basename is enough
+    assert find_pack("study/study-q.toml").name == "study/study-q"
+    assert find_pack("quick-fmnist-cnn.toml").name == "quick-fmnist-cnn"  # a unique basename is enough
+    with pytest.raises(UserError, match="'study-q' names several packs"):  # ambiguous: not a guess
+        find_pack("study-q")
     assert find_pack("stability-digits").kind == "config"
+
+
+def test_ambiguous_basename_is_refused_with_the_candidates(monkeypatch):
+    from gossiplab.sweep import packs
+
+    two = [packs.Pack("a/x", Path("a/x.toml"), "sweep", "", ""),
+           packs.Pack("b/x", Path("b/x.toml"), "sweep", "", "")]
+    monkeypatch.setattr(packs, "list_packs", lambda: two)
+    with pytest.raises(UserError, match=r"'x' names several packs \(a/x, b/x\); give the full name"):
+        packs.find_pack("x")
 
 
 def test_unknown_pack_is_one_line_with_a_suggestion():
@@ -128,6 +141,8 @@ def test_packs_travel_in_the_wheel(tmp_path):
         names = z.namelist()
         z.extractall(site)
     assert "gossiplab/packs/quick-digits-q.toml" in names
+    in_repo = {p.path.relative_to(packs_dir()).as_posix() for p in list_packs()}
+    assert {f"gossiplab/packs/{n}" for n in in_repo} <= set(names)  # every pack, any depth
     assert "gossiplab/packs/study/study-q.toml" in names and "gossiplab/packs/study/_base.toml" in names
     assert not (site / "gossiplab" / "packs").is_symlink()
     work = tmp_path / "elsewhere"
@@ -135,7 +150,7 @@ def test_packs_travel_in_the_wheel(tmp_path):
     r = _gl("packs", "--no-estimate", cwd=work, pythonpath=site)
     assert r.returncode == 0, r.stderr
     assert "quick-digits-q" in r.stdout and "study/study-q" in r.stdout and str(site) in r.stdout
-    r = _gl("sweep", "--pack", "study-q", "--seeds", "1", "--dry-run", cwd=work, pythonpath=site)
+    r = _gl("sweep", "--pack", "study/study-q", "--seeds", "1", "--dry-run", cwd=work, pythonpath=site)
     assert r.returncode == 0, r.stderr  # its [sweep] config = "_base.toml" resolves inside the wheel
     r = _gl("sweep", "--pack", "quick-digits-q", "--seeds", "1", "--where", "topology.name=ring",
             "--where", "algorithm.gossip_steps=1", "--set", "train.iterations=20", "--set",

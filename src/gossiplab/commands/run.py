@@ -63,7 +63,7 @@ def summary_table(cfg, summary: dict) -> Table:
     table.add_column("metric")
     for name in runs:
         table.add_column(_label(cfg, name), justify="right")
-    from gossiplab.metrics import CATALOGUE, SUMMARY_ROWS
+    from gossiplab.catalogue import CATALOGUE, SUMMARY_ROWS
     from gossiplab.sweep.spec import get_dotted
 
     for metric, fmt in SUMMARY_ROWS:
@@ -139,11 +139,17 @@ def run(args) -> int:
     every = None if args.no_checkpoint else (args.checkpoint_every or cfg.eval.every)
     console = Console(stderr=True, quiet=args.quiet)
     progress = make_progress(console)
-    with progress:
-        summary = run_experiment(
-            cfg, out, overwrite=args.overwrite, resume=resume, checkpoint_every=every,
-            hooks=lambda name: [] if args.quiet else [ProgressHook(progress, _label(cfg, name))],
-        )
+    try:
+        with progress:
+            summary = run_experiment(
+                cfg, out, overwrite=args.overwrite, resume=resume, checkpoint_every=every,
+                hooks=lambda name: [] if args.quiet else [ProgressHook(progress, _label(cfg, name))],
+            )
+    except KeyboardInterrupt:
+        how = (f"; finish it with: gossiplab run --out {out} --resume" if every and
+               (out / "config.json").exists() else " (no checkpoints were written: nothing to resume)")
+        print(f"gossiplab: interrupted{how}", file=sys.stderr)
+        return 130
     if resume and not args.quiet:
         Console(stderr=True, soft_wrap=True).print("resumed: " + ", ".join(
             f"{n} from iteration {it}" for n, it in summary["resumed_from"].items()))

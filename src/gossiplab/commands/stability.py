@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gossiplab.commands.common import add_config_options, config_from_args
-from gossiplab.config import from_dict, merge
+from gossiplab.config import BASELINE, from_dict, merge
 
 
 def register(sub) -> None:
@@ -68,7 +68,7 @@ def summary_table(summary: dict) -> Table:
         ex = th["exponents"]
         t.add_row("c*beta (c = optim.lr)", *[f"{th['c_beta']:.3g}"] * len(stab))
         t.add_row("theory exponent of T",
-                  *[f"{ex['centralized' if n == 'centralized' else 'decentralized']['T']:.3f}" for n in stab])
+                  *[f"{ex['centralized' if n == BASELINE else 'decentralized']['T']:.3f}" for n in stab])
     for n, c in summary["consensus"].items():
         t.add_row(f"consensus: measured / recursion bound / steady state ({n})",
                   *[f"{c['measured']['mean']:.3g} / {c['recursion_bound']['mean']:.3g} / "

@@ -115,7 +115,7 @@ def load_digits_dataset(**_: object) -> Dataset:
     path = cache_dir() / f"digits-{DIGITS_SPLIT_SEED}-{DIGITS_TEST_FRACTION}.npz"
     parts = None
     try:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             parts = tuple(f[k] for k in ("xtr", "xte", "ytr", "yte"))
         if parts[0].shape[1:] != (1, 8, 8) or len(parts[0]) + len(parts[1]) != 1797:
             parts = None

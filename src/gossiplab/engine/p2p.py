@@ -34,10 +34,23 @@ class RoundPlan:
         """(W_r[lo:hi, own], W_r[lo:hi, received]) as tensors."""
         key = (dtype, device)
         if key not in self._torch:
-            w = torch.as_tensor(self.weights, dtype=dtype, device=device)
+            w = torch.as_tensor(exact_rows(self.weights, dtype), dtype=dtype, device=device)
             k = w.shape[0]
             self._torch[key] = (w[:, :k].contiguous(), w[:, k:].contiguous())
         return self._torch[key]
+
+
+def exact_rows(weights: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+    """This rank's rows of W (own nodes first, so node lo + i's own weight is column i) as
+    :func:`~gossiplab.engine.mixing.exact_stochastic` makes them: entries exact in ``dtype`` and
+    each row summing to exactly 1 (W is symmetric: the same as the simulator's columns), so the
+    node average is kept without drift on this engine too."""
+    u = float(torch.finfo(dtype).eps) / 2
+    q = np.round(np.asarray(weights, dtype=np.float64) / u) * u
+    own = np.arange(q.shape[0])
+    q[own, own] = 0.0
+    q[own, own] = 1.0 - q.sum(axis=1)
+    return q
 
 
 def plan_round(w: np.ndarray, comm: Comm) -> RoundPlan:
@@ -103,7 +116,10 @@ class NeighbourMixer:
         self.messages += len(sends)
         self.bytes_sent += sum(t.numel() * t.element_size() for _, t in sends)
         own, received = plan.operators(flat.dtype, flat.device)
-        out = own @ flat
+        # c + W (x - c) with c this rank's mean row: W x in exact arithmetic (rows sum to 1), with
+        # rounding errors the size of the nodes' disagreement (see MatrixMixer._centred)
+        c = flat.mean(0, keepdim=True)
+        out = own @ (flat - c)
         if plan.received:
-            out.addmm_(received, recv)
-        return out.view(x.shape)
+            out.addmm_(received, recv - c)
+        return out.add_(c).view(x.shape)

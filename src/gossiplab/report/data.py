@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gossiplab.metrics import CATALOGUE, REPORT_METRICS
+from gossiplab.catalogue import CATALOGUE, REPORT_METRICS
 from gossiplab.report.intervals import Interval, kind_of, ranged
 from gossiplab.stats import MeanCI, summarize
 from gossiplab.sweep.spec import flatten, get_dotted, ignores

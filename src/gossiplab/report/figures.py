@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gossiplab.algorithms import BASELINE  # noqa: E402
+from gossiplab.config import BASELINE  # noqa: E402
 from gossiplab.report.data import (  # noqa: E402
     METRICS,
     Q_KEY,

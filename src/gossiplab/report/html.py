@@ -15,7 +15,8 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2e
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
 th { background: #f4f4f4; } td.l, th.l { text-align: left; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; }
+.scroll { overflow-x: auto; max-width: 100%; }
 figcaption { font-size: .9em; color: #444; } .files { font-size: .8em; }
 pre { background: #f7f7f7; padding: .8em; overflow-x: auto; font-size: .85em; }
 .skip { color: #555; } .bad { color: #b00; } .warn { color: #a60; }
@@ -27,14 +28,14 @@ def esc(v: Any) -> str:
 
 
 def table(header: list[str] | None, rows: list[list[Any]], left: int = 1) -> str:
-    out = ["<table>"]
+    out = ['<div class="scroll"><table>']  # a wide table scrolls in its box, not the page
     if header:
         out += ["<tr>", *[f'<th class="{"l" if i < left else ""}">{esc(h)}</th>'
                           for i, h in enumerate(header)], "</tr>"]
     for row in rows:
         out.append("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{esc(c)}</td>'
                                     for i, c in enumerate(row)) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "".join(out)
 
 

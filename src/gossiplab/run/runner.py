@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 import gossiplab
-from gossiplab.algorithms import BASELINE
-from gossiplab.config import Config
+from gossiplab.config import BASELINE, Config
 from gossiplab.engine.simulator import Simulator
 from gossiplab.engine.threads import ThreadChoice, apply_threads, choose_threads, step_flops
 from gossiplab.errors import UserError

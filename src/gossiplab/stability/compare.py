@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from gossiplab.config import BASELINE
 from gossiplab.errors import UserError
 from gossiplab.fileio import MIB, read_json, read_text
 from gossiplab.stats import loglog_fit
@@ -205,7 +206,7 @@ def theory_exponent(factor: str, algorithm: str, c_beta: float | None) -> float 
     if factor == "T":
         return c_beta / (c_beta + 1.0)
     if factor == "m":
-        return -1.0 if algorithm == "centralized" else -1.0 / (2 * c_beta + 2.0)
+        return -1.0 if algorithm == BASELINE else -1.0 / (2 * c_beta + 2.0)
     return None
 
 
@@ -253,7 +254,7 @@ def _same_twins(runs: list[StabilityRun], quantity: str) -> bool:
         return json.dumps([(p["repetition"], p["node"], p["position"], p["fresh"])
                            for p in r.summary["stability"][alg]["perturbations"]])
 
-    algs = [a for a in runs[0].algorithms if a != "centralized"] or runs[0].algorithms
+    algs = [a for a in runs[0].algorithms if a != BASELINE] or runs[0].algorithms
     return (len({twins(r) for r in runs}) == 1
             and len({len(r.finals(algs[0], quantity)) for r in runs}) == 1)
 
@@ -282,7 +283,7 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
     seen_central = set()
     for run in runs:
         for alg in run.algorithms:
-            if alg == "centralized":
+            if alg == BASELINE:
                 key = _group_key(run, {"topology.name", "algorithm.gossip_steps", "topology.mixing",
                                        "topology.laziness", "algorithm.gossip"})
                 if key in seen_central:
@@ -300,7 +301,7 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
                     paired = len({len(s) for s in ss}) == 1
                     fit = loglog_fit(xs, ss, confidence=confidence, transform=_transform(q),
                                      resamples=resamples, paired=paired)
-                label = run.label if alg != "centralized" else _central_label(run)
+                label = run.label if alg != BASELINE else _central_label(run)
                 rows.append(_row("T", q, alg, label, fit, theory_exponent("T", alg, run.c_beta),
                                  {"runs": [str(run.path)]}))
     # -- n, m, Q across runs
@@ -309,7 +310,7 @@ def compare(runs: list[StabilityRun], *, confidence: float = 0.95, t_min_fractio
             label = _common_label(group, factor)
             cbs = [r.c_beta for r in group if r.c_beta is not None]
             cb = float(np.mean(cbs)) if cbs else None
-            algs = [a for a in group[0].algorithms if factor != "Q" or a != "centralized"]
+            algs = [a for a in group[0].algorithms if factor != "Q" or a != BASELINE]
             for alg in algs:
                 for q in QUANTITIES:
                     if q in PER_FACTOR_ONLY and factor not in PER_FACTOR_ONLY[q]:
@@ -341,7 +342,7 @@ def _value(samples: list[float], quantity: str) -> float:
 
 def _by_q(group: list[StabilityRun], alg: str, quantity: str) -> dict:
     """Measured value at each Q, the centralized value of the same data, and their ratio."""
-    cen = [v for r in group if "centralized" in r.algorithms for v in r.finals("centralized", quantity)]
+    cen = [v for r in group if BASELINE in r.algorithms for v in r.finals(BASELINE, quantity)]
     c = _value(cen, quantity) if cen else None
     out = {}
     for r in group:

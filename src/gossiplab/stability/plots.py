@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gossiplab.config import BASELINE
 from gossiplab.fileio import atomic_write
 
 
@@ -145,7 +146,7 @@ def plot_factor(result: dict, factor: str, path: str | Path) -> bool:
         if factor == "T":
             for i, r in enumerate(qrows):
                 f = r["fit"]
-                central = r["algorithm"] == "centralized"
+                central = r["algorithm"] == BASELINE
                 central_drawn |= central
                 ax.loglog(f["x"], f["y"], color="0.3" if central else f"C{i % 10}",
                           ls="--" if central else "-", lw=1,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gossiplab.config import Config, from_dict, merge
+from gossiplab.config import BASELINE, Config, from_dict, merge
 from gossiplab.engine.simulator import Simulator
 from gossiplab.engine.threads import apply_threads
 from gossiplab.errors import UserError
@@ -53,7 +53,7 @@ def repetition_config(cfg: Config, r: int) -> Config:
 
 def reference_config(cfg: Config, iterations: int) -> Config:
     return from_dict(merge(cfg.to_dict(), {
-        "algorithm": {"name": "centralized", "compare_centralized": False},
+        "algorithm": {"name": BASELINE, "compare_centralized": False},
         "train": {"iterations": iterations},
         "eval": {"every": max(1, iterations // 40)},
     }))
@@ -127,7 +127,7 @@ def run_stability(cfg: Config, out: str | Path | None = None, *,
             if ref_T > 0:
                 cfg_ref = reference_config(cfg_r, ref_T)
                 setup_ref = prepare(cfg_ref, dataset)
-                ref = train(setup_ref, "centralized",
+                ref = train(setup_ref, BASELINE,
                             hooks=progress(f"rep {r + 1}/{sc.repetitions} reference") if progress else [])
                 hist = [h for h in ref.history if h["avg_model"] is not None]
                 rep["reference"] = {

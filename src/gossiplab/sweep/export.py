@@ -1,33 +1,49 @@
 """Export a results store to flat tables: ``runs`` (one row per run: status, provenance, every
 config key as ``config.<section>.<key>``, final metrics as ``final.<metric>``) and ``metrics``
 (one row per run and evaluation, every record field flattened). CSV always; Parquet when pyarrow
-is installed (``pip install 'gossiplab[parquet]'``)."""
+is installed (``pip install 'gossiplab[parquet]'``).
+
+Times (created, started, ended) are ISO 8601 in UTC. A config key a run ignores (a centralized
+run's topology and gossip keys, local SGD's topology: :func:`gossiplab.sweep.spec.ignores`) is
+exported empty, not as the default value it was normalised to."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gossiplab.errors import UserError
 from gossiplab.fileio import atomic_write, atomic_write_text
-from gossiplab.sweep.spec import flatten
+from gossiplab.sweep.spec import flatten, ignores
 from gossiplab.sweep.store import ResultsStore
 
 RUN_FIELDS = ("id", "status", "algorithm", "error", "diverged_at", "attempts", "created", "started",
               "ended", "wall_seconds", "gossiplab_version", "torch_version", "python_version", "host",
               "threads")
 FORMATS = ("csv", "parquet")
+TIME_FIELDS = ("created", "started", "ended")
+
+
+def iso_utc(t: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 in UTC with milliseconds (``2026-12-01T02:05:09.123Z``)."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
 
 def run_rows(store: ResultsStore, sweep_ids: list[int] | None = None) -> list[dict[str, Any]]:
     rows = []
     for r in store.runs(sweep_ids):
-        row = {k: r[k] for k in RUN_FIELDS}
-        row.update({f"config.{k}": (json.dumps(v) if isinstance(v, list) else v)
-                    for k, v in flatten(json.loads(r["config"])).items()})
+        row = {k: (iso_utc(r[k]) if k in TIME_FIELDS else r[k]) for k in RUN_FIELDS}
+        config = json.loads(r["config"])
+        row.update({f"config.{k}": (None if ignores(config, k) else
+                                    json.dumps(v) if isinstance(v, list) else v)
+                    for k, v in flatten(config).items()})
         summary = json.loads(r["summary"]) if r["summary"] else {}
         row.update({f"final.{k}": v for k, v in flatten(summary.get("final") or {}).items()})
         rows.append(row)

@@ -74,10 +74,15 @@ def find_pack(name: str, kind: str | None = None) -> Pack:
     """The pack called ``name`` (``.toml`` optional), else a one-line error naming close ones."""
     packs = [p for p in list_packs() if kind is None or p.kind == kind]
     wanted = name.removesuffix(".toml")
-    for p in packs:
-        if p.name == wanted or (p.name.rsplit("/", 1)[-1] == wanted
-                                and sum(q.name.rsplit("/", 1)[-1] == wanted for q in packs) == 1):
-            return p
+    exact = [p for p in packs if p.name == wanted]
+    if exact:
+        return exact[0]
+    by_base = [p for p in packs if p.name.rsplit("/", 1)[-1] == wanted]
+    if len(by_base) == 1:
+        return by_base[0]
+    if by_base:
+        raise UserError(f"'{name}' names several packs ({', '.join(p.name for p in by_base)}); "
+                        "give the full name")
     names = [p.name for p in packs]
     hint = did_you_mean(wanted, names)
     what = f"{kind} pack" if kind else "pack"

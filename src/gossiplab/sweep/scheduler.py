@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    Progress,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -43,7 +42,8 @@ def stackable(point: SweepPoint) -> bool:
 def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_REPLICAS
                 ) -> list[list[SweepPoint]]:
     """Split the runs into groups trained as replicas: runs of one group_key, in chunks of near
-    equal size whose number is a multiple of ``slots`` (so the workers get equal shares), the
+    equal size whose number is a multiple of ``slots`` (so the workers get equal shares), at
+    least two per worker (so two sweeps sharing a store share the work), the
     costliest groups first (so the last to finish are small)."""
     from gossiplab.run.replicas import group_key
 
@@ -59,7 +59,10 @@ def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_RE
             [p.config.topology.model_dump(mode="json"), p.config.algorithm.model_dump(mode="json"),
              p.config.engine.fuse_gossip], sort_keys=True))
         n = len(members)
-        chunks = min(n, max(1, slots) * -(-n // (max(1, slots) * max(1, max_replicas))))
+        # at least two chunks per worker: a worker that finishes early, or another sweep sharing
+        # the store, still finds a chunk to claim
+        per_slot = max(2, -(-n // (max(1, slots) * max(1, max_replicas))))
+        chunks = min(n, max(1, slots) * per_slot)
         size = -(-n // chunks)
         groups += [members[i:i + size] for i in range(0, n, size)]
     groups.sort(key=lambda g: -sum(p.iterations * p.config.topology.nodes for p in g))
@@ -96,8 +99,10 @@ def expansion_line(spec: SweepSpec, exp: Expansion) -> str:
     return f"sweep '{spec.name}': {len(exp.points)} runs ({counts}{seeds}{dup})"
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
+def _progress(console: Console):
+    from gossiplab.run.progress import progress_for
+
+    return progress_for(console, [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
@@ -106,9 +111,7 @@ def _progress(console: Console) -> Progress:
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=False,
-    )
+    ], unit=" iterations")
 
 
 def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Console | None = None,

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gossiplab.algorithms import ALGORITHMS, BASELINE, Algorithm
 from gossiplab.config import (  # flatten, get_dotted, set_dotted: imported from here too
+    BASELINE,
     CONFIG_FILE_LIMIT,
     AlgorithmConfig,
     Config,
@@ -63,19 +63,23 @@ CORE_KEYS = ("algorithm.name", "data.dataset", "model.name", "topology.name", "t
              "algorithm.gossip_steps", "seeds.data", "seeds.init", "seeds.sampling")
 
 
-def _algorithm(config: dict[str, Any]) -> type[Algorithm] | None:
-    return ALGORITHMS.get(get_dotted(config, "algorithm.name") or AlgorithmConfig().name)
+def _algorithm(name: str) -> Any:
+    """The algorithm class ``name`` (None if unknown). Imported here, not at the top: algorithms
+    need torch, and parsing a sweep file should not."""
+    from gossiplab.algorithms import ALGORITHMS
+
+    return ALGORITHMS.get(name)
 
 
 def baseline_ignores(key: str) -> bool:
     """True when ``key`` has no effect on a baseline (centralized) run: topology and gossip keys."""
-    return ALGORITHMS[BASELINE].ignores(key, {"algorithm": {"name": BASELINE}})
+    return _algorithm(BASELINE).ignores(key, {"algorithm": {"name": BASELINE}})
 
 
 def ignores(config: dict[str, Any], key: str) -> bool:
     """True when ``key`` cannot change the run ``config`` describes (so it is normalised away);
     the algorithm says which keys (:meth:`~gossiplab.algorithms.Algorithm.ignores`)."""
-    cls = _algorithm(config)
+    cls = _algorithm(get_dotted(config, "algorithm.name") or AlgorithmConfig().name)
     return cls is not None and cls.ignores(key, config)
 
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gossiplab.catalogue import CATALOGUE, STORE_COLUMNS
 from gossiplab.errors import UserError
-from gossiplab.metrics import CATALOGUE, STORE_COLUMNS
 from gossiplab.sweep.spec import SweepPoint, SweepSpec, get_dotted, param_value
 
 SCHEMA_VERSION = 1
