@@ -56,3 +56,13 @@ def test_toml_roundtrip_and_reference(tmp_path):
     assert load_config(p) == cfg
     ref = reference_markdown()
     assert "`optim.lr`" in ref and "`seeds.sampling`" in ref
+
+
+def test_eval_keys_of_issue_18_keep_the_ids_of_stored_runs():
+    from gossiplab.config import from_dict
+
+    base = from_dict({}).config_hash()
+    assert base == from_dict({"eval": {"batch_size": 2048}}).config_hash()  # the old default
+    assert base == from_dict({"eval": {"at_start": True}}).config_hash()  # a new key at default
+    assert base != from_dict({"eval": {"at_start": False}}).config_hash()
+    assert base != from_dict({"eval": {"batch_size": 512}}).config_hash()

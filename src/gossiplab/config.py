@@ -334,6 +334,9 @@ class Config(Section):
         Keys added after results were stored (:data:`HASHED_ONLY_IF_SET`) count only when set
         away from their default, so the runs already in a store keep their ids."""
         raw = self.to_dict()
+        for (sec, key), (new, old) in HASHED_AS_BEFORE.items():
+            if raw[sec][key] == new:
+                raw[sec][key] = old
         for sec, key in HASHED_ONLY_IF_SET:
             section = type(self).model_fields[sec].annotation
             if raw[sec][key] == section.model_fields[key].get_default(call_default_factory=True):
@@ -349,9 +352,17 @@ HASHED_ONLY_IF_SET: tuple[tuple[str, str], ...] = (
                                    "consensus_target", "consensus_cap", "compressor",
                                    "compress_ratio", "consensus_step", "compress_seed")),
     *(("network", k) for k in NetworkConfig.model_fields),
+    ("eval", "at_start"),
 )
 """(section, key) pairs left out of :meth:`Config.config_hash` while at their default: keys added
 after stores of results existed (adding a key must not change every stored run's id)."""
+
+HASHED_AS_BEFORE: dict[tuple[str, str], tuple[Any, Any]] = {
+    ("eval", "batch_size"): (0, 2048),
+}
+"""Defaults that changed after stores of results existed, hashed as the old default so stored
+runs keep their ids: {(section, key): (new default, old default)}. The evaluation batch (2,048,
+now sized from the model) changes evaluated metrics only by float rounding."""
 
 
 # ----------------------------------------------------------------------------------------------
