@@ -74,8 +74,9 @@ def section(rows: list[dict]) -> str:
              f"{len(os.sched_getaffinity(0))} cores. The load average is the 1/5/15-minute one "
              "just before the run (other users' work included); the thread count is what the run "
              "chose and recorded (`summary.json`: `threads`).", "",
-             "A nice value other than 0 applied to the run and the busy processes alike (with "
-             "scheduler autogroups, nice orders processes only within their own session).", "",
+             *(["A nice value other than 0 applied to the run and the busy processes alike (with "
+                "scheduler autogroups, nice orders processes only within their own session).", ""]
+               if any(r.get("nice") for r in rows) else []),
              "| engine.threads | busy processes added | nice | load average before | wall time | "
              "CPU time | threads used | why |",
              "|---|---|---|---|---|---|---|---|"]

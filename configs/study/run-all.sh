@@ -4,10 +4,11 @@
 #   bash configs/study/run-all.sh [JOBS]
 # Order: the regime map (where Q = 1 costs accuracy), the seven claims in the informative regime
 # chosen from it (configs/study/informative/), the map's CNN cells, then the "trained to overfit"
-# contrast (configs/study/study-*.toml) and the gossip-schemes study. Measured on the shared 2-core
-# machine with JOBS = 2: regime map and informative claims about 1.5 h (docs/study.md gives each
-# sweep's run time); the overfit sweeps about 50 min, the gossip-schemes sweep 74 min, its
-# stability runs 6 min.
+# contrast (configs/study/study-*.toml) and the gossip-schemes study. Wall time measured on the
+# shared 2-core machine (load average 4-13 from other jobs) with JOBS = 2: regime map 35 min (144
+# runs), the seven informative-regime claim sweeps 40 min (406 runs), the map's CNN cells about
+# 30 min (12 runs); the overfit sweeps about 50 min, the gossip-schemes sweep 74 min, its
+# stability runs 6 min. Finished runs are skipped, so a rerun only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${1:-2}

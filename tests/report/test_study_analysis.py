@@ -172,3 +172,22 @@ def test_settings_are_read_from_the_config_files():
     text = describe(base)
     assert f"{s['m']} nodes with n = {s['n']}" in text and f"T = {s['T']}" in text
     assert "not found" in describe(base.parent / "nope.toml")
+
+
+def test_overview_cell_names_each_panel_only_where_they_differ():
+    from gossiplab.report.study.common import Section, summary
+
+    def const(v):  # accuracy and gap move by v, loss by -v
+        def eff(metric, share):
+            k = -v if "loss" in metric and "gap" not in metric else v
+            return Est.of([k, k * 1.1, k * 1.2])
+        return eff
+
+    up, down = (Panel.build(const(0.1), "s", +1, -1, matched=False, share=False),
+                Panel.build(const(-0.1), "s", +1, -1, matched=False, share=False))
+    up.tag, down.tag = "n", "m"
+    sec = Section("scale", "t", "c", "f.toml", panels=[("a", up), ("b", up)])
+    assert summary(sec, "performance") == "holds"
+    sec.panels = [("a", up), ("b", down)]
+    assert summary(sec, "performance") == "n: holds; m: does not hold"
+    assert summary(sec, "gap") == "n: does not hold; m: holds"

@@ -134,11 +134,13 @@ def claim_q(res: Results, ctx: Context, sec: Section) -> None:
     for t in sorted(topos, key=lambda t: t != "ring"):
         pts = [(math.log2(q), sel(res, "dsgd_mgs", Q=q, topology=t), cen) for q in qs]
         levels = [(f"Q = {q}", sel(res, "dsgd_mgs", Q=q, topology=t)) for q in (qs[0], qs[-1])]
-        sec.panels.append((f"{t}, Q in {{{', '.join(map(str, qs))}}}", Panel.build(
+        panel = Panel.build(
             slope_effect(pts), "per-seed slope per doubling of Q", +1, -1, matched, share=False,
             share_note="Decentralization's share (DSGD minus centralized, paired by seed) has the "
             "same slopes, centralized SGD not depending on Q; its level at the ends: "
-            + _share_levels(levels, cen) + ".")))
+            + _share_levels(levels, cen) + ".")
+        panel.tag = t
+        sec.panels.append((f"{t}, Q in {{{', '.join(map(str, qs))}}}", panel))
     rows, verdicts, rising, fits, contracts = [], [], [], [], []
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for t in topos:
@@ -211,6 +213,11 @@ def claim_q(res: Results, ctx: Context, sec: Section) -> None:
                      if rising and all(rising) else ""))
 
 
+def _tagged(tag: str, panel: Panel) -> Panel:
+    panel.tag = tag
+    return panel
+
+
 def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -234,11 +241,11 @@ def claim_gap(res: Results, ctx: Context, sec: Section) -> None:
 
         def eff(metric: str, _share: bool, top=top) -> Est:
             return paired(top, cen, metric)
-        sec.panels.append((f"{t}, plain gossip at Q = {qmax}", Panel.build(
+        sec.panels.append((f"{t}, plain gossip at Q = {qmax}", _tagged(t, Panel.build(
             eff, f"DSGD at Q = {qmax} minus centralized, paired by seed: this is decentralization's "
             "share itself", -1, +1, matched, share=False,
             note=(("At Q = 1 the same differences are: " + _share_levels([("Q = 1", ones)], cen)
-                   + ". ") if ones else "") + _bound(top, cen))))
+                   + ". ") if ones else "") + _bound(top, cen)))))
     rows, last_diffs = [], []
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for t in topos:
@@ -390,8 +397,8 @@ def claim_alpha(res: Results, ctx: Context, sec: Section) -> None:
     reasons = []
     for part in parts:
         runs = [r for r in res.ok if r.value("data.partition") == part]
-        sec.panels.append((f"{what.get(part, part)}, DSGD at Q = 1", factor_panel(
-            runs, "alpha", math.log10, "per-seed slope per tenfold alpha", +1, -1)))
+        sec.panels.append((f"{what.get(part, part)}, DSGD at Q = 1", _tagged(part, factor_panel(
+            runs, "alpha", math.log10, "per-seed slope per tenfold alpha", +1, -1))))
         sub = Section(sec.key, sec.title, sec.claim, sec.sweep)
         rows = one_factor(runs, ctx, sub, "alpha", math.log10, "Dirichlet alpha (log10 slope)",
                           -1, f"alpha-{part}.png")
@@ -425,15 +432,18 @@ def claim_scale(res: Results, ctx: Context, sec: Section) -> None:
                   "the decentralized one like m^(-1/(2cb+2)), nearly flat; so DSGD's gap should "
                   "fall more slowly with m than centralized SGD's (a positive share of the "
                   "exponent) and its accuracy gain less (a negative share).")
-    for label, pts, note in ((f"n at m = {ns_at}", n_pts, ""),
+    n_note = ("Share rows along n: the theory gives both algorithms n^-1, so it predicts no "
+              "difference; their verdicts use DSGD's own signs (a share that falls means DSGD's "
+              "gap shrinks faster with n than centralized SGD's).")
+    for label, pts, note in ((f"n at m = {ns_at}", n_pts, n_note),
                             (f"m at n = {ms_at}", m_pts, share_note)):
         if len(pts) < 2:
             continue
-        sec.panels.append((f"{', '.join(topo)}, DSGD at Q = {q}, {label}", Panel.build(
+        sec.panels.append((f"{', '.join(topo)}, DSGD at Q = {q}, {label}", _tagged(label[0], Panel.build(
             slope_effect(pts, log_gap=True, xform=math.log2),
             "accuracy and loss: per-seed slope per doubling; gap: per-seed exponent a in gap ~ x^a",
             +1, -1, matched,
-            share_signs=(-1, +1) if label.startswith("m") else None, share_note=note)))
+            share_signs=(-1, +1) if label.startswith("m") else None, share_note=note))))
     rows, verdicts = [], []
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for algo, qq in [("dsgd_mgs", x) for x in values(sel(res, "dsgd_mgs"), "Q")] + [("centralized", None)]:
@@ -575,7 +585,7 @@ def claim_batch(res: Results, ctx: Context, sec: Section) -> None:
 
         def eff(metric: str, sh: bool, benefit=benefit, share=share) -> Est:
             return share(metric, True) if sh else benefit(metric, True)
-        sec.panels.append((f"{name}", Panel.build(
+        sec.panels.append((f"{name}", _tagged(name.split(" (")[0], Panel.build(
             eff, f"DSGD rows: per-seed slope, per doubling of b, of the benefit of Q = {hi_q} "
             f"over Q = {lo_q} (metric at Q = {hi_q} minus at Q = {lo_q}); share rows: slope of "
             f"Q = {lo_q}'s difference to centralized SGD", -1, +1, gap_metric(runs)[0],
@@ -583,7 +593,7 @@ def claim_batch(res: Results, ctx: Context, sec: Section) -> None:
             note="The claim: extra gossip helps most at small b, so the accuracy benefit shrinks "
                  "with b (negative slope) and the gap's change (negative where gossip narrows "
                  "it) rises towards 0 (positive slope); in the share rows, decentralization "
-                 "costs most at small b: the accuracy share rises with b, the gap share falls.")))
+                 "costs most at small b: the accuracy share rises with b, the gap share falls."))))
         rows, to_cen = [], []
         gains_g, gains_a = [], []
         for b in values(runs, "b"):

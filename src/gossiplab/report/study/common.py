@@ -189,6 +189,7 @@ class Panel:
     share_note: str = ""
     digits: int = 4
     share_signs: tuple[int, int] | None = None
+    tag: str = ""  # names the panel in the overview when a claim has several that differ
 
     @classmethod
     def build(cls, effect: Effect, effect_label: str, perf_sign: int, gap_sign: int,
@@ -246,3 +247,14 @@ def summary_cell(p: Panel | None, side: str) -> str:
         return "-"
     a, n = p.verdict(side), p.verdict(side, "node models (mean)")
     return a if a == n else f"{a} / {n}"
+
+
+def summary(sec: Section, side: str) -> str:
+    """The overview cell of a claim: one verdict pair when all its panels agree, else each
+    panel's by its tag."""
+    cells = [(p.tag, summary_cell(p, side)) for _, p in sec.panels]
+    if not cells:
+        return sec.verdict
+    if len({c for _, c in cells}) == 1:
+        return cells[0][1]
+    return "; ".join(f"{t or i + 1}: {c}" for i, (t, c) in enumerate(cells))

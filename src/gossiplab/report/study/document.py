@@ -22,6 +22,7 @@ from gossiplab.report.study.common import (
     Section,
     open_results,
     render,
+    summary,
     summary_cell,
     table,
     wall,
@@ -242,9 +243,10 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
         "",
         "## Verdicts",
         "",
-        "Performance and gap verdicts of the primary panel of each claim (DSGD's own effect; "
-        "'a / b' = averaged model / node mean where they differ); the claim sections give the "
-        "worst node, decentralization's share and the intervals deciding each.",
+        "Performance and gap verdicts of each claim (DSGD's own effect; 'a / b' = averaged model / "
+        "node mean where they differ; a claim measured in several ways, e.g. per partition or "
+        "design, lists each where they differ); the claim sections give the worst node, "
+        "decentralization's share and the intervals deciding each.",
         "",
     ]
     spent = []
@@ -267,8 +269,7 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
         row = [i + 1, title]
         for rg, _ in found:
             s = assessed[(rg.key, key_)]
-            row += [summary_cell(s.panel, "performance") if s.panel else s.verdict,
-                    summary_cell(s.panel, "gap") if s.panel else s.verdict]
+            row += [summary(s, "performance"), summary(s, "gap")]
         rows.append(row)
     lines += table(head, rows)
     mapres = [r for name in ("study-map", "study-map-cnn")
@@ -291,9 +292,9 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
                 lines += [f"### {rg.title}", "", f"{s.reason}.", ""]
                 continue
             lines += render(s, rctx.rel, f"### {rg.title}", quote=False)
-    summary = synthesis(stores)
-    if summary:
-        lines += ["## What the sweeps show together", "", *summary]
+    together = synthesis(stores)
+    if together:
+        lines += ["## What the sweeps show together", "", *together]
     lines += ["## Paper scale (GPU)", "", *gpu_sections(results, ctx)]
     lines += ["## Stability against the theory", "", *stability_section(
         results / "stability-digits" / "theory" / "theory.json")]
