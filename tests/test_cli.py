@@ -111,3 +111,26 @@ def test_config_show_and_reference():
     r = gl("config", "show", "--set", "topology.nodes=4", check=True)
     assert "nodes = 4" in r.stdout
     assert "`optim.lr`" in gl("config", "reference", check=True).stdout
+
+
+def test_the_error_line_is_one_write(monkeypatch, tmp_path):
+    """Ranks under torchrun share one stderr: an error line written in pieces (print writes the
+    newline separately) interleaves with another rank's line when stderr is unbuffered."""
+    from gossiplab.cli import main
+
+    class Recorder:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, s):
+            self.writes.append(s)
+            return len(s)
+
+        def flush(self):
+            pass
+
+    rec = Recorder()
+    monkeypatch.setattr(sys, "stderr", rec)
+    assert main(["run", "--out", str(tmp_path / "r"), "--set", "topology.nodes=0"]) == 2
+    lines = [w for w in rec.writes if "gossiplab: error:" in w]
+    assert len(lines) == 1 and lines[0].endswith("\n") and lines[0].count("\n") == 1, rec.writes

@@ -68,6 +68,13 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 _show_warning = warnings.showwarning
 
 
+def _error_line(msg: str) -> None:
+    """The error line in one write: processes sharing a terminal or pipe (the ranks under torchrun)
+    cannot interleave their lines, as print's separate write of the newline allowed."""
+    sys.stderr.write(f"gossiplab: error: {msg}\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _one_line_warning
@@ -82,15 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e)
         if not msg.isprintable():  # one line, whatever a file name or value held
             msg = msg.encode("unicode_escape").decode("ascii")
-        print(f"gossiplab: error: {msg}", file=sys.stderr)
+        _error_line(msg)
         return e.exit_status
     except sqlite3.DatabaseError as e:  # a results store damaged in a way no check foresaw
         if debug:
             traceback.print_exc()
         from gossiplab.sweep.store import safe_sqlite_message
 
-        print(f"gossiplab: error: a results store is damaged or unreadable "
-              f"({safe_sqlite_message(e)})", file=sys.stderr)
+        _error_line(f"a results store is damaged or unreadable ({safe_sqlite_message(e)})")
         return 2
     except KeyboardInterrupt:
         print("gossiplab: interrupted", file=sys.stderr)
