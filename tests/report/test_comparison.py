@@ -137,3 +137,21 @@ def test_every_algorithm_key_that_matters_is_in_the_setting_label():
         for c in changes:
             labels.add(describe(load_config(None, [f"algorithm.name='{name}'", c]).to_dict())[:2])
         assert len(labels) == len(changes) + 1, (name, labels)
+
+
+def test_the_study_document_carries_the_comparison_from_its_store():
+    from pathlib import Path
+
+    from gossiplab.report.comparison import study_section
+
+    root = Path(__file__).resolve().parents[2]
+    db = root / "results" / "comparison.sqlite"
+    if not db.is_file():
+        pytest.skip("results/comparison.sqlite is not in this checkout")
+    doc = root / "docs" / "study.md"
+    lines = study_section(db, doc)
+    text = doc.read_text()
+    assert "## What else buys the gap back, and at what communication cost" in text
+    table = [ln for ln in lines if ln.startswith("| ")]
+    assert len(table) >= 10 and all(ln in text for ln in table)  # the committed doc is in step
+    assert any("**WAN**" in ln for ln in lines) and any("**data center**" in ln for ln in lines)

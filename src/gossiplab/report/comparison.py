@@ -308,6 +308,22 @@ def build_comparison(db: str | Path, out: str | Path, figures: str | Path | None
     return out
 
 
+def study_section(db: str | Path, doc: str | Path) -> list[str]:
+    """The comparison's headline for the study document: what each method needs to come within
+    seed noise of centralized SGD, and the cheapest on each network (the whole comparison, with
+    its figure, is the document ``gossiplab compare`` writes)."""
+    central, points = load(db)
+    cstats, _, rows = compare(central, points)
+    seeds = sorted({len(p.finals) for p in points} | {len(central.finals)})
+    needs = _needs(rows, cstats, strict=False)
+    return [f"Alternatives to more gossip steps, run in the regime where decentralization costs "
+            f"(`configs/comparison/`, {', '.join(map(str, seeds))} seeds, paired by seed with "
+            f"centralized SGD; store `{db}`). The full comparison, with every setting, its "
+            "accuracy and gap against bytes and modeled time, and the cost model, is "
+            f"[{Path('comparison.md')}]({_rel(Path(doc).parent / 'comparison.md', Path(doc))}) "
+            "(`gossiplab compare`).", "", *needs[2:]]
+
+
 def _rel(path: Path, doc: Path) -> str:
     try:
         return str(path.resolve().relative_to(doc.resolve().parent))

@@ -302,6 +302,11 @@ def build_study(results: str | Path = "results", out: str | Path = "docs/study.m
     if schemes is not None and schemes.ok:
         sec = schemes_section(schemes, ctx, results / "stability-schemes")
         lines += render(sec, ctx.rel, f"## {sec.title}", verdict=False)
+    if (results / "comparison.sqlite").is_file():
+        from gossiplab.report.comparison import study_section
+
+        lines += ["## What else buys the gap back, and at what communication cost", "",
+                  *study_section(results / "comparison.sqlite", out)]
     from gossiplab.fileio import atomic_write_text
 
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
