@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sections import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 BEGIN = "<!-- capacity section: written by benchmarks/capacity.py -->"
@@ -404,14 +406,6 @@ def targets(raw: dict) -> str:
     return "### Targets\n\n" + table(["target", "measured", "verdict"], rows) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                       "= 32: 2.8M parameters; the width-64 network has 11.2M).", "",
                       targets(raw), "", CHANGES]
                      + [parts[n] for n in order] + [END, ""])
-    write_section(args.out, text)
+    write_section(args.out, text, BEGIN, END)
     return 0
 
 

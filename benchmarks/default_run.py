@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sections import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- default-run section: written by benchmarks/default_run.py -->"
 END = "<!-- end of default-run section -->"
@@ -99,14 +101,6 @@ def section(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         print(f"{r['setting']}, {busy} busy, nice {nice}: {r['wall']:.1f} s wall, "
               f"{r['cpu']:.1f} s CPU, load {r['load'][0]:.1f}, {r['threads']} thread(s)", flush=True)
-    write_section(Path(args.out), section(rows))
+    write_section(Path(args.out), section(rows), BEGIN, END)
     return 0
 
 

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sections import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- gpu section: written by benchmarks/gpu.py -->"
 END = "<!-- end of gpu section -->"
@@ -111,13 +113,6 @@ def nccl(m: int, b: int, iterations: int) -> tuple[float, int]:
     return (run["wall_seconds"] - run["eval_seconds"]) / iterations, ranks
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        path.write_text(head + text.rstrip("\n") + rest.split(END, 1)[1])
-    else:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                       table, "", END, ""])
     print(text)
     if not args.no_write:
-        write_section(ROOT / "docs" / "benchmarks.md", text)
+        write_section(ROOT / "docs" / "benchmarks.md", text, BEGIN, END)
         (ROOT / "docs" / "benchmarks-gpu.json").write_text(json.dumps(raw, indent=1))
     return 0
 
