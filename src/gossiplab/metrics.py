@@ -15,6 +15,7 @@ from torch import nn
 
 from gossiplab.config import EvalConfig
 from gossiplab.data.datasets import Dataset
+from gossiplab.engine.nodestack import bmm_forward
 
 EVAL_SUBSAMPLE_SEED = 7  # fixed: the per-node evaluation subsample never changes between runs
 EVAL_MIN_BYTES = 8 << 20  # an evaluation batch may always take this much activation memory
@@ -101,14 +102,7 @@ def score_stacked(template: nn.Sequential, rows: dict[str, torch.Tensor], ds: Da
     for i in range(0, len(y), batch_size):
         xb = x[i:i + batch_size] if index is None else x[index[i:i + batch_size]]
         xb = ds.normalise(xb, inplace=index is not None)
-        h = xb.reshape(1, xb.shape[0], -1).expand(n_models, -1, -1)
-        for j, layer in enumerate(template):
-            if isinstance(layer, nn.Linear):
-                wt = rows[f"{j}.weight"].transpose(1, 2)
-                bias = rows.get(f"{j}.bias")
-                h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
-            elif isinstance(layer, nn.ReLU):
-                h = torch.relu(h)
+        h = bmm_forward(template, rows, xb.reshape(1, xb.shape[0], -1).expand(n_models, -1, -1))
         yb = y[i:i + batch_size]
         # cross-entropy as logsumexp - logit of the label: ~4x faster than log_softmax on CPU
         # for few classes (equal to F.cross_entropy up to float rounding)

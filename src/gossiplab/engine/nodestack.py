@@ -182,6 +182,20 @@ def bmm_supported(template: nn.Module) -> bool:
     )
 
 
+def bmm_forward(template: nn.Sequential, params: dict[str, torch.Tensor], h: torch.Tensor
+                ) -> torch.Tensor:
+    """The logits of S :func:`bmm_supported` models at once: ``h`` [S, batch, features],
+    ``params`` their stacked [S, *shape] parameters by name; one batched product per layer."""
+    for i, layer in enumerate(template):
+        if isinstance(layer, nn.Linear):
+            wt = params[f"{i}.weight"].transpose(1, 2)
+            bias = params.get(f"{i}.bias")
+            h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
+        elif isinstance(layer, nn.ReLU):
+            h = torch.relu(h)
+    return h
+
+
 def bmm_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Same as :func:`loop_forward_backward` for :func:`bmm_supported` models: every layer is one
     batched matrix product over all models, and one backward pass yields every model's gradient
@@ -189,14 +203,7 @@ def bmm_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> 
     if not bmm_supported(stack.template):
         raise ValueError("the bmm backend needs an nn.Sequential of Flatten/Linear/ReLU layers")
     params = {k: v.detach().requires_grad_() for k, v in stack.stacked_views(stack.params).items()}
-    h = x.reshape(x.shape[0], x.shape[1], -1)
-    for i, layer in enumerate(stack.template):
-        if isinstance(layer, nn.Linear):
-            wt = params[f"{i}.weight"].transpose(1, 2)
-            bias = params.get(f"{i}.bias")
-            h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
-        elif isinstance(layer, nn.ReLU):
-            h = torch.relu(h)
+    h = bmm_forward(stack.template, params, x.reshape(x.shape[0], x.shape[1], -1))
     models, batch, classes = h.shape
     losses = F.cross_entropy(h.reshape(models * batch, classes), y.reshape(-1),
                              reduction="none").view(models, batch).mean(1)
