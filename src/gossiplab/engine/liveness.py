@@ -163,11 +163,22 @@ class Liveness:
                 name = names.get(signal.Signals(sig), str(sig))
                 rec = json.dumps({"rank": self.rank, "root": None, "stopped": True,
                                   "reason": f"stopped by {name}"})
-                t = threading.Thread(target=self._beat_store.append, args=("aborts", rec + "\n"),
-                                     daemon=True)
+                causes: list[str] = []
+
+                def record_and_read_cause(rec: str = rec, causes: list[str] = causes) -> None:
+                    self._beat_store.append("aborts", rec + "\n")
+                    causes.extend(self._head(int(r["root"]), r["reason"], bool(r.get("failed")))
+                                  for r in self.aborts(store=self._beat_store).values()
+                                  if r.get("root") is not None)
+
+                t = threading.Thread(target=record_and_read_cause, daemon=True)
                 t.start()
                 t.join(1.0)  # the store may be unreachable: do not wait for it
-                _die(f"rank {self.rank} stopped by {name}", 128 + sig)
+                stopped = f"rank {self.rank} stopped by {name}"
+                # the launcher stops a machine's processes when one of them stopped: name the cause
+                # another rank recorded first, as the ranks that saw it do
+                _die(f"{causes[0]}; {stopped} (its launcher stopped it after that)" if causes
+                     else stopped, 128 + sig)
 
         threading.Thread(target=watch, name="gossiplab-signals", daemon=True).start()
 
@@ -192,13 +203,15 @@ class Liveness:
         with contextlib.suppress(Exception):
             self.store.append("aborts", rec + "\n")
 
-    def aborts(self, *, stopped: bool = False) -> dict[int, dict]:
-        """Abort records of the other ranks, by the rank that wrote them; with ``stopped``, the
-        ranks stopped by a signal (they are no cause), else the others."""
-        if not self.store.check(["aborts"]):
+    def aborts(self, *, stopped: bool = False, store=None) -> dict[int, dict]:
+        """Abort records of the other ranks, by the rank that wrote them, in the order written;
+        with ``stopped``, the ranks stopped by a signal (they are no cause), else the others.
+        ``store``: the connection to read them with (default: the calling thread's)."""
+        store = self.store if store is None else store
+        if not store.check(["aborts"]):
             return {}
         out: dict[int, dict] = {}
-        for line in self.store.get("aborts").decode().splitlines():
+        for line in store.get("aborts").decode().splitlines():
             try:
                 rec = json.loads(line)
                 out.setdefault(int(rec["rank"]), rec)
@@ -214,9 +227,13 @@ class Liveness:
         self.abort(root, reason, failed)
         if root is None:
             return PeerLost(f"rank {self.rank} lost contact with the other ranks during {what}: {reason}")
-        head = (f"rank {root} ({self.describe(root)}) failed: {reason}" if failed
+        return PeerLost(f"{self._head(root, reason, failed)}; rank {self.rank} stops (it was in "
+                        f"{what})", root)
+
+    def _head(self, root: int, reason: str, failed: bool) -> str:
+        """What happened to ``root``, as every rank that names it says it."""
+        return (f"rank {root} ({self.describe(root)}) failed: {reason}" if failed
                 else f"lost rank {root} ({self.describe(root)}): {reason}")
-        return PeerLost(f"{head}; rank {self.rank} stops (it was in {what})", root)
 
     def _from_records(self, recs: dict[int, dict], what: str, prefer: int | None = None) -> PeerLost:
         if prefer is not None and prefer in recs:
