@@ -277,6 +277,9 @@ class Liveness:
                 stopped = self.aborts(stopped=True)
                 gone = [r for r in self.dead(others) if r not in stopped]
                 if gone and (peer is None or peer in gone or peer in stopped):
+                    recs = self.aborts()
+                    if gone[0] in recs:  # it stopped on purpose, naming its cause: name that
+                        return self._from_records(recs, what, prefer=gone[0])
                     return self.lost(gone[0], "its process ended (it died)", what)
                 waited = time.monotonic() - start
                 if peer is not None and peer not in stopped and waited >= grace:
@@ -346,6 +349,9 @@ class Liveness:
                     stopped = self.aborts(stopped=True)
                     gone = [r for r in self.dead(others) if r not in stopped]
                     if gone:
+                        recs = self.aborts()
+                        if gone[0] in recs:  # it stopped on purpose, naming its cause: name that
+                            raise self._from_records(recs, what, prefer=gone[0])
                         raise self.lost(gone[0], "its process ended (it died)", what)
                     if stopped:  # a launcher stopped a rank: the cause went silent unannounced
                         silent = [r for r in others if r not in stopped and now - moved[r] > SILENT]
