@@ -5,6 +5,7 @@ traceback)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sqlite3
@@ -105,3 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
         return 0
+    finally:
+        # The interpreter's last garbage collection then skips every object alive now (torch's
+        # alone took 0.3-0.4 s at exit); they are still freed. Nothing runs after this.
+        gc.freeze()

@@ -92,7 +92,10 @@ def test_plan_groups_balances_the_workers():
     groups = plan_groups(points, slots=2, max_replicas=8)
     assert sorted(p.run_id for g in groups for p in g) == sorted(p.run_id for p in points)
     sizes = [len(g) for g in groups]
-    assert sizes == [6, 6, 6, 6, 1, 1, 1]  # 24 dsgd in 2 chunks per worker, then 3 centralized alone
+    dsgd = [p for p in points if p.algorithm != "centralized"]
+    assert sizes == [6, 6, 6, 6, 3]  # 24 dsgd in 2 chunks per worker, then 3 centralized together
+    assert [len(g) for g in plan_groups(dsgd[:8], slots=2, max_replicas=8)] == [4, 4]  # >= 4 each
+    assert [len(g) for g in plan_groups(dsgd[:5], slots=2, max_replicas=4)] == [3, 2]  # <= 4 each
     for g in groups:
         assert len({group_key(p.config.to_dict()) for p in g}) == 1
 
@@ -121,3 +124,29 @@ def test_quick_pack_shape_with_shared_gossip_equals_the_runs_alone():
             sim.step()
     for r, sim in enumerate(alone):
         assert torch.equal(together.replica_params(r), sim.stack.params)
+
+
+def test_batched_gossip_of_scattered_unfused_and_time_varying_replicas_equals_the_runs_alone():
+    """The replicas whose plain gossip runs as one batched product are not neighbours (a Q = 0
+    and a Chebyshev run sit between them), one runs its Q rounds unfused (one product per
+    round), one on a time-varying graph (its W changes every round)."""
+    cfgs = [_cfg(**_seeds(0), algorithm__gossip_steps=2),
+            _cfg(**_seeds(1), algorithm__gossip_steps=0),
+            _cfg(**_seeds(2), algorithm__gossip_steps=3, topology__name="exp_onepeer"),
+            _cfg(**_seeds(3), algorithm__gossip_steps=2, algorithm__gossip="chebyshev"),
+            _cfg(**_seeds(4), algorithm__gossip_steps=3, engine__fuse_gossip=False),
+            _cfg(**_seeds(5), algorithm__gossip_steps=1, topology__name="torus")]
+    alone = _check_equal(cfgs)
+    assert len({json.dumps(s["final"]["avg_model"]) for s in alone}) == len(cfgs)
+
+
+def test_replicas_with_sparse_gossip_communicate_alone_and_equal_the_runs_alone():
+    cfgs = [_cfg(**_seeds(s), topology__nodes=32, data__samples_per_node=20,
+                 algorithm__gossip_steps=q) for s, q in ((0, 1), (1, 2))]
+    from gossiplab.engine.replicas import ReplicaSimulator
+
+    ds = load_data(cfgs[0])
+    sim = ReplicaSimulator([prepare(c, ds) for c in cfgs])
+    # W (a ring of 32) is sparse, W^2 is dense enough to be stored dense
+    assert [part.dense_plan() is None for part in sim.parts] == [True, False]
+    _check_equal(cfgs)

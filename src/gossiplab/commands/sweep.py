@@ -92,7 +92,10 @@ def _raise_interrupt(signum, frame):
 
 def run(args) -> int:
     from gossiplab.errors import UserError
-    from gossiplab.sweep.executors import make_executor
+    from gossiplab.sweep.executors import make_executor, warm_up
+
+    if args.executor == "local" and not args.dry_run:
+        warm_up()  # the workers' imports, while this process reads and expands the sweep
     from gossiplab.sweep.scheduler import run_sweep
     from gossiplab.sweep.store import DEFAULT_LEASE, ResultsStore
 

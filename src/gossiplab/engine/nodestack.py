@@ -198,21 +198,47 @@ def bmm_forward(template: nn.Sequential, params: dict[str, torch.Tensor], h: tor
 
 def bmm_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Same as :func:`loop_forward_backward` for :func:`bmm_supported` models: every layer is one
-    batched matrix product over all models, and one backward pass yields every model's gradient
-    of its own mean loss (the models' losses are independent, so the sum's gradient splits)."""
+    batched matrix product over all models, forward and backward, and every model gets the
+    gradient of its own mean loss. The backward pass is written out (softmax minus one-hot,
+    then per Linear one product for the weights, a sum for the bias and one product for the
+    layer's input; a mask per ReLU): the same products autograd would run, without its
+    bookkeeping, which costs about a third of a step for small models (docs/benchmarks.md)."""
     if not bmm_supported(stack.template):
         raise ValueError("the bmm backend needs an nn.Sequential of Flatten/Linear/ReLU layers")
-    params = {k: v.detach().requires_grad_() for k, v in stack.stacked_views(stack.params).items()}
-    h = bmm_forward(stack.template, params, x.reshape(x.shape[0], x.shape[1], -1))
-    models, batch, classes = h.shape
-    losses = F.cross_entropy(h.reshape(models * batch, classes), y.reshape(-1),
-                             reduction="none").view(models, batch).mean(1)
-    names = list(params)
-    grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
-    gviews = stack.stacked_views(stack.grads)
-    for name, g in zip(names, grads, strict=True):
-        gviews[name].copy_(g)
-    return losses.detach()
+    with torch.no_grad():
+        params = stack.stacked_views(stack.params)
+        gviews = stack.stacked_views(stack.grads)
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        saved: list[tuple[int, torch.Tensor]] = []  # (layer, its input or output) for the backward
+        first_linear = next(i for i, layer in enumerate(stack.template) if isinstance(layer, nn.Linear))
+        for i, layer in enumerate(stack.template):
+            if isinstance(layer, nn.Linear):
+                saved.append((i, h))
+                wt = params[f"{i}.weight"].transpose(1, 2)
+                bias = params.get(f"{i}.bias")
+                h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
+            elif isinstance(layer, nn.ReLU):
+                h = torch.relu(h)
+                saved.append((i, h))
+        batch = h.shape[1]
+        # [models, classes, batch]: log_softmax over a middle dimension runs about 5x faster on
+        # CPU than over a short last one (10 classes; measured)
+        log_p = torch.log_softmax(h.transpose(1, 2).contiguous(), 1)
+        target = y.reshape(y.shape[0], 1, batch)
+        losses = log_p.gather(1, target).squeeze(1).mean(1).neg_()
+        g = log_p.exp_()  # d(mean loss)/d(logits) = (softmax - one-hot) / batch
+        g.scatter_add_(1, target, torch.full(target.shape, -1.0, dtype=g.dtype, device=g.device))
+        g = g.div_(batch).transpose(1, 2)
+        for i, act in reversed(saved):
+            if isinstance(stack.template[i], nn.ReLU):
+                g.mul_(act > 0)
+                continue
+            gviews[f"{i}.weight"].copy_(torch.bmm(g.transpose(1, 2), act))
+            if f"{i}.bias" in gviews:
+                gviews[f"{i}.bias"].copy_(g.sum(1))
+            if i != first_linear:
+                g = torch.bmm(g, params[f"{i}.weight"])
+    return losses
 
 
 BACKENDS = {

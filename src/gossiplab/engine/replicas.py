@@ -18,7 +18,6 @@ independent runs; ``run/replicas.py`` trains them, the sweep scheduler groups th
 
 from __future__ import annotations
 
-import json
 import math
 from types import SimpleNamespace
 
@@ -29,18 +28,12 @@ from gossiplab.accounting import CountedMix
 from gossiplab.algorithms import DSGDMGS, Network
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler
-from gossiplab.engine.mixing import SPARSE_MIN_NODES, MatrixMixer
+from gossiplab.engine.mixing import MatrixMixer
 from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.gossip import PlainGossip
 from gossiplab.schedules import build_schedule
 from gossiplab.setup import Setup, build_model_for
-
-# Run the rounds of replicas that share their plain gossip as one block-diagonal product. Off:
-# the kernels do not give every replica's block the single run's bits for every shape (the
-# quick-digits-q pack, exponential graph, m = 16, d = 4,810, 3 replicas: the product's column
-# blocks and batched matmul round differently), and results must equal the runs made alone.
-BLOCK_GOSSIP = False
 
 
 def replica_key(setup: Setup, algorithm: str | None = None) -> tuple:
@@ -91,17 +84,17 @@ class _Replica(TrainingEngine):
         o = self.cfg.optim
         return (o.momentum, o.nesterov, o.weight_decay)
 
-    def gossip_key(self) -> str | None:
-        """Replicas with equal keys (not None) compute the same plain gossip rounds (same W_r,
-        Q and plan) and may run them as one block-diagonal product; None: this replica
-        communicates on its own (other algorithms and schemes, sparse W)."""
-        cfg = self.cfg
-        if (type(self.algorithm) is not DSGDMGS
-                or type(self.algorithm.gossip) is not PlainGossip
-                or self.algorithm.gossip.rounds() == 0 or cfg.topology.nodes >= SPARSE_MIN_NODES):
+    def dense_plan(self) -> list[torch.Tensor] | None:
+        """The dense operators whose products compute this iteration's communication, when it is
+        plain gossip (DSGD-MGS with the plain scheme: ``mixer.rounds_`` exactly); None when the
+        replica communicates on its own (other algorithms and schemes, sparse W)."""
+        if type(self.algorithm) is not DSGDMGS or type(self.algorithm.gossip) is not PlainGossip:
             return None
-        return json.dumps([cfg.topology.model_dump(mode="json"), cfg.algorithm.gossip_steps,
-                           cfg.engine.fuse_gossip], sort_keys=True)
+        steps = self.algorithm.gossip.rounds()
+        if steps == 0:
+            return None
+        ops = self.mixer.plan(self.round, steps)
+        return None if any(op.is_sparse for op in ops) else ops
 
 
 class ReplicaSimulator(TrainingEngine):
@@ -130,8 +123,7 @@ class ReplicaSimulator(TrainingEngine):
             self.parts.append(_Replica(s, algorithm, self.stack.params[rows], self.stack.grads[rows],
                                        self.device))
         self.algorithm = self.parts[0].algorithm
-        self.gossip_keys = [part.gossip_key() if BLOCK_GOSSIP else None for part in self.parts]
-        self._block_mixers: dict[tuple[str, int], MatrixMixer] = {}
+        self._stacked_ops: dict[tuple[int, ...], torch.Tensor] = {}
         # One SGD update of the whole matrix where every replica's is the same elementwise
         # operation (same optimizer settings; checked per iteration: same learning rate); the
         # replicas' momentum buffers are views of the shared one, so both paths see one state.
@@ -177,14 +169,14 @@ class ReplicaSimulator(TrainingEngine):
         ds = self.setups[0].dataset
         positions = self._positions()
         idx = torch.gather(self.tables, 2, positions).reshape(-1)
-        x = ds.x_train[idx]
         if self.setups[0].augment:
             from gossiplab.data.augment import apply_crop_flip, sample_crop_flip
 
             per = positions[0].numel()
             aug = torch.cat([sample_crop_flip(per, 4, p.sampler.generator) for p in self.parts])
-            x = apply_crop_flip(x, aug)
-        x = ds.normalise(x, inplace=True)  # x is this function's own copy
+            x = ds.normalise(apply_crop_flip(ds.x_train[idx], aug), inplace=True)  # our own copy
+        else:
+            x = ds.train_batch(idx)
         return x.view(*positions.shape, *x.shape[1:]), ds.y_train[idx].view(positions.shape)
 
     def step(self) -> list[float | None]:
@@ -221,42 +213,54 @@ class ReplicaSimulator(TrainingEngine):
         return out
 
     def _communicate_all(self, active: list[_Replica]) -> None:
-        """Each replica's communication; neighbouring replicas with the same plain gossip
-        (:meth:`_Replica.gossip_key`) as one block-diagonal product over their rows (the dense
-        kernels give every replica's block the single run's values: tested bitwise), each
-        replica's ledger and round counter updated as its own rounds would."""
+        """Each replica's communication. The plain gossip of replicas with dense operators runs
+        as one batched product per round over their [m, d] blocks (each block's product is the
+        single run's product: the same kernel on the same shapes, tested bitwise), each
+        replica's ledger and round counter updated as its own rounds would; the others
+        communicate one by one."""
+        batched: dict[int, list[tuple[int, list[torch.Tensor]]]] = {}
         index = {id(part): r for r, part in enumerate(self.parts)}
-        i = 0
-        while i < len(active):
-            key = self.gossip_keys[index[id(active[i])]]
-            j = i + 1
-            while (key is not None and j < len(active)
-                   and self.gossip_keys[index[id(active[j])]] == key
-                   and index[id(active[j])] == index[id(active[j - 1])] + 1
-                   and active[j].round == active[i].round):
-                j += 1
-            if j - i == 1:
-                active[i].after()
-            else:
-                self._gossip_block(active[i:j], index[id(active[i])], key)
-            i = j
-
-    def _gossip_block(self, block: list[_Replica], first: int, key: str) -> None:
-        lead = block[0]
-        steps, round0 = lead.algorithm.gossip.rounds(), lead.round
-        row_bytes = CountedMix.row_bytes(lead.stack.params)
-        for part in block:
-            for q in range(steps):
-                part.ledger.gossip_round(round0 + q, row_bytes)
+        for part in active:
+            ops = part.dense_plan()
+            if ops is None:
+                part.after()
+                continue
+            steps = part.algorithm.gossip.rounds()
+            part.ledger.gossip_rounds(part.round, steps, CountedMix.row_bytes(part.stack.params))
             part.round += steps
-        mixer = self._block_mixers.get((key, len(block)))
-        if mixer is None:
-            mixer = self._block_mixers[(key, len(block))] = MatrixMixer(
-                lead.setup.topology, replicas=len(block), device=self.device,
-                fuse=lead.cfg.engine.fuse_gossip, sparse=False)
+            batched.setdefault(len(ops), []).append((index[id(part)], ops))
+        for members in batched.values():
+            self._dense_rounds([r for r, _ in members], [ops for _, ops in members])
+
+    @torch.no_grad()
+    def _dense_rounds(self, rows: list[int], plans: list[list[torch.Tensor]]) -> None:
+        """x_r <- ops_r[-1] ... ops_r[0] x_r for replicas ``rows`` (plans of equal length), with
+        :meth:`MatrixMixer.rounds_`'s arithmetic: column blocks of the single run's width, each
+        product centred on the replica's column means, batched over the replicas."""
         k = self.models_per_replica
-        with torch.no_grad():
-            mixer.rounds_(self.stack.params[first * k:(first + len(block)) * k], round0, steps)
+        params = self.stack.params.view(self.replicas, k, -1)
+        first, last = rows[0], rows[-1]
+        contiguous = last - first + 1 == len(rows)
+        x = params[first:last + 1] if contiguous else params[rows]
+        mixer = self.parts[rows[0]].mixer
+        width = max(1, mixer.chunk_bytes // (k * x.element_size()))
+        ops = []
+        for q in range(len(plans[0])):
+            key = tuple(id(p[q]) for p in plans)
+            op = self._stacked_ops.get(key)
+            if op is None:
+                if len(self._stacked_ops) > 256:
+                    self._stacked_ops.clear()
+                op = self._stacked_ops[key] = torch.stack([p[q] for p in plans])
+            ops.append(op)
+        for c in range(0, x.shape[2], width):
+            y = x[:, :, c:c + width]
+            for op in ops:
+                mean = y.mean(1, keepdim=True)
+                y = torch.bmm(op, y - mean).add_(mean)
+            x[:, :, c:c + width] = y
+        if not contiguous:
+            params[rows] = x
 
     def replica_params(self, r: int = 0) -> torch.Tensor:
         return self.parts[r].stack.params

@@ -211,22 +211,64 @@ def failed_payload(error: str) -> dict[str, Any]:
 
 # -- local worker processes -----------------------------------------------------------------------
 
+# What a worker imports before its first run. A fork server imports them once, while the sweep
+# process reads and expands the sweep, and forks every worker with them loaded: a spawned worker
+# spent about 1.5 s importing them after the sweep was expanded (docs/benchmarks.md).
+WORKER_MODULES = ("torch", "gossiplab.sweep.executors", "gossiplab.setup", "gossiplab.run.runner",
+                  "gossiplab.run.replicas", "gossiplab.engine.simulator", "gossiplab.metrics")
+
+
+def worker_context():
+    """The start method of local workers: a fork server where the platform has one (a clean
+    single-purpose process that has imported :data:`WORKER_MODULES` and never run torch, so no
+    thread pool or device state is forked), else spawn."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(list(WORKER_MODULES))
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now (it returns at once), so that its imports overlap with what this
+    process does before the first run (reading, expanding and registering the sweep)."""
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
 
 def _die_with_parent(parent: int) -> None:
-    """Workers must not outlive the sweep (kill -9 included): ask Linux to kill us when the parent
-    dies, and watch the parent as a fallback elsewhere."""
+    """Workers must not outlive the sweep (kill -9 included). A worker's parent process is the
+    sweep (spawn) or the fork server, which exits when the sweep does: ask Linux to kill us when
+    it dies, and watch both the sweep and the parent as a fallback."""
     with contextlib.suppress(Exception):
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
+    ppid = os.getppid()
+
+    def orphaned() -> bool:
+        return os.getppid() != ppid or not _alive(parent)
+
+    if orphaned() or ppid == 1:  # (the parent died before prctl: we were handed to init)
         os._exit(1)
 
     def watch() -> None:
         while True:
             time.sleep(1.0)
-            if os.getppid() != parent:
+            if orphaned():
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -263,7 +305,7 @@ class _Worker:
 
 
 class LocalExecutor:
-    """``jobs`` worker processes on this machine (spawned, so each starts clean)."""
+    """``jobs`` worker processes on this machine, each started clean (:func:`worker_context`)."""
 
     name = "local"
 
@@ -273,7 +315,7 @@ class LocalExecutor:
         self.jobs = jobs
         self.explicit_threads = threads
         self.threads = threads or fair_threads(jobs)
-        self._ctx = mp.get_context("spawn")
+        self._ctx = worker_context()
         self._workers: list[_Worker] = []
 
     @property

@@ -26,9 +26,13 @@ from gossiplab.sweep.store import DEFAULT_LEASE, Owner, ResultsStore
 
 RECHECK_SECONDS = 2.0  # how often runs claimed by another process are looked at again
 # Runs of one group_key train together as replicas of one node matrix (run/replicas.py), at most
-# this many per group: the per-replica cost of a step stops falling at about 8 stacked replicas
-# (docs/benchmarks.md), and smaller groups balance the workers better.
-MAX_REPLICAS = 16
+# this many per group: on this 2-core machine the quick-digits-q pack ran fastest with groups of
+# 4 (a median 16.9 s over 6 sweeps, against 17.5-21.1 s (6) with groups of 8 and 19.6-22.0 s (3)
+# with 16: a wider matrix no longer fits a core's cache, and small groups balance the workers).
+MAX_REPLICAS = 4
+# ... and at least this many, where there are that many: a group of 3 runs costs little more than
+# one run, three runs one after the other cost three.
+MIN_REPLICAS = 4
 STACKABLE_MODELS = ("logreg", "mlp")  # the bmm backend's models: one batched product per layer
 
 
@@ -43,8 +47,9 @@ def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_RE
                 ) -> list[list[SweepPoint]]:
     """Split the runs into groups trained as replicas: runs of one group_key, in chunks of near
     equal size whose number is a multiple of ``slots`` (so the workers get equal shares), at
-    least two per worker (so two sweeps sharing a store share the work), the
-    costliest groups first (so the last to finish are small)."""
+    least two per worker (so two sweeps sharing a store share the work) where that leaves at
+    least ``MIN_REPLICAS`` runs in each, the costliest groups first (so the last to finish are
+    small)."""
     from gossiplab.run.replicas import group_key
 
     by_key: dict[str, list[SweepPoint]] = {}
@@ -62,7 +67,8 @@ def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_RE
         # at least two chunks per worker: a worker that finishes early, or another sweep sharing
         # the store, still finds a chunk to claim
         per_slot = max(2, -(-n // (max(1, slots) * max(1, max_replicas))))
-        chunks = min(n, max(1, slots) * per_slot)
+        chunks = max(1, -(-n // max(1, max_replicas)),
+                     min(max(1, slots) * per_slot, n // MIN_REPLICAS))
         size = -(-n // chunks)
         groups += [members[i:i + size] for i in range(0, n, size)]
     groups.sort(key=lambda g: -sum(p.iterations * p.config.topology.nodes for p in g))
