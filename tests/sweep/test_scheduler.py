@@ -125,3 +125,24 @@ def test_grouped_sweep_stores_the_results_of_the_runs_made_one_by_one(tmp_path):
                                                              if k != "elapsed"}
                              for m in store.metrics()}
     assert len(stored[True]) == 12 * 3 and stored[True] == stored[False]
+
+
+def test_workers_see_the_current_folder_and_environment(tmp_path, monkeypatch):
+    """Workers are forked from a fork server started by the first sweep of the process; a later
+    sweep's workers still run in its folder and environment (the digits split is cached under
+    the GOSSIPLAB_CACHE of the time)."""
+    first = write_sweep(tmp_path / "a.toml", "", iterations=2, every=2)
+    with ResultsStore(tmp_path / "a.sqlite") as store:  # (starts the fork server, if not yet)
+        assert run_sweep(load_sweep(first), store, LocalExecutor(jobs=1, threads=1),
+                         console=Console(quiet=True)).complete
+    later = tmp_path / "later"
+    later.mkdir()
+    monkeypatch.chdir(later)
+    monkeypatch.setenv("GOSSIPLAB_CACHE", str(later / "cache"))
+    f = write_sweep(later / "b.toml", "", iterations=2, every=2)
+    with ResultsStore(later / "b.sqlite") as store:
+        assert run_sweep(load_sweep(f), store, LocalExecutor(jobs=1, threads=1),
+                         console=Console(quiet=True)).complete
+        (run,) = store.runs()
+    assert run["status"] == "ok", run["error"]
+    assert any((later / "cache").rglob("*")), "the worker used another cache folder"

@@ -214,8 +214,9 @@ def failed_payload(error: str) -> dict[str, Any]:
 # What a worker imports before its first run. A fork server imports them once, while the sweep
 # process reads and expands the sweep, and forks every worker with them loaded: a spawned worker
 # spent about 1.5 s importing them after the sweep was expanded (docs/benchmarks.md).
-WORKER_MODULES = ("torch", "gossiplab.sweep.executors", "gossiplab.setup", "gossiplab.run.runner",
-                  "gossiplab.run.replicas", "gossiplab.engine.simulator", "gossiplab.metrics")
+WORKER_MODULES = ("gossiplab", "torch", "gossiplab.sweep.executors", "gossiplab.setup",
+                  "gossiplab.run.runner", "gossiplab.run.replicas", "gossiplab.engine.simulator",
+                  "gossiplab.metrics", "gossiplab.sweep.preload")
 
 
 def worker_context():
@@ -274,8 +275,14 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_main(conn: Connection, threads: int, parent: int) -> None:
+def _worker_main(conn: Connection, threads: int, parent: int, cwd: str,
+                 environ: dict[str, str]) -> None:
     _die_with_parent(parent)
+    # A forked worker starts in the fork server's folder and environment, which are those of the
+    # first sweep of this process: take the current ones (relative paths, GOSSIPLAB_CACHE, ...).
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(environ)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     import torch
 
@@ -297,8 +304,8 @@ def _worker_main(conn: Connection, threads: int, parent: int) -> None:
 class _Worker:
     def __init__(self, ctx, threads: int):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, threads, os.getpid()), daemon=True,
-                                name="gossiplab-sweep-worker")
+        self.proc = ctx.Process(target=_worker_main, daemon=True, name="gossiplab-sweep-worker",
+                                args=(child, threads, os.getpid(), os.getcwd(), dict(os.environ)))
         self.proc.start()
         child.close()
         self.task: set[str] | None = None  # the run ids it is running (one group), None when idle
