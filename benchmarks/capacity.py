@@ -404,18 +404,27 @@ CHANGES = """### What changed for issue 18
   scheduler (`--no-group` to opt out), each with its own sampler, initialisation, partition,
   schedule, algorithm and ledger, and one SGD update over the whole matrix where the replicas'
   updates agree; results equal those of the runs alone, bitwise (`tests/run/test_replicas.py`,
-  `tests/sweep/test_scheduler.py`, and the pack's stores below). Running the rounds of replicas
-  that share their gossip as one block-diagonal product (`engine/replicas.py: BLOCK_GOSSIP`) is
-  off: with it this pack's grouped store differed from the one-by-one store in the last bits
-  (exponential graph, m = 16), which is how it was found. Outside forward/backward: the
-  communication ledger counts a round with a few dict operations (it did three numpy operations
-  per round: 0.16 ms per step at Q = 16), per-node evaluation of MLPs is one batched product per
-  layer with a logsumexp cross-entropy (about 2x faster).
-* **Why not 3x on quick-digits-q.** In a stacked step of 12 runs the batched forward/backward is
-  about 60% of the time (0.27 ms of CPU per run and step under this load) and evaluation about a
-  fifth of a run (16 x 16 node models on 1,000 + 360 samples: compute, not overhead); together
-  they bound the gain at roughly 2-2.5x without changing what is computed (fewer evaluated
-  samples, or a cheaper model of the same runs).
+  `tests/sweep/test_scheduler.py`, and the pack's stores below). Then, in a stacked step:
+  * the plain gossip of all replicas with dense W is one batched product per round over their
+    `[m, d]` blocks (`bmm`: the same kernel and shapes as a run alone, so the same bits; a
+    block-diagonal product, tried first, was not);
+  * the bmm backend's backward pass is written out (softmax minus one-hot, one product per
+    weight, a sum per bias, a mask per ReLU): autograd's bookkeeping was about a third of the
+    forward/backward of these small models; the log-softmax runs over a middle dimension (10
+    classes as the last dimension took 0.33 ms of a 3 ms step, 0.04 ms now);
+  * a small training set (at most 32 MB as float32: digits is 0.5 MB) is normalised once, so a
+    mini-batch is one gather;
+  * the ledger counts an iteration's Q rounds at once (the same modeled seconds, added round by
+    round).
+
+  Around the runs: groups hold at most 4 replicas (groups of 8 and 16 were slower on this machine:
+  the wider matrix falls out of a core's cache) and at least 4 where there are that many, fewer
+  forming one group (the 3 centralized runs train together); workers are forked from a fork
+  server that imports torch and the run modules while the sweep process reads and expands the
+  sweep (a spawned worker spent about 1.5 s importing them after that), and the scheduler claims
+  the first runs while the workers start; the server freezes its imports (`gc.freeze`: pages shared with the
+  workers, quick exit); the CLI freezes its objects before exiting (the interpreter's final
+  collection over torch's objects took 0.3-0.4 s).
 """
 
 

@@ -86,3 +86,19 @@ def test_modeled_time_uses_configured_or_measured_compute(mode):
         measured = final["compute_seconds_measured"]
         assert measured > 0 and measured != pytest.approx(6 * 0.5)  # a timing, not the configured value
         assert final["modeled_seconds_wan"] == pytest.approx(comm + measured)
+
+
+@pytest.mark.parametrize("name", ["ring", "exp_onepeer"])
+def test_q_rounds_at_once_count_exactly_as_q_single_rounds(name):
+    """gossip_rounds (used by the simulator's in-place rounds) equals the rounds one by one (the
+    distributed engine's), modeled seconds included, bit for bit."""
+    topo = build_topology(name, 8)
+    once, single = Ledger(topo, NETS), Ledger(topo, NETS)
+    r = 0
+    for q in (1, 16, 3, 0, 7):
+        once.gossip_rounds(r, q, 4 * 650)
+        for i in range(q):
+            single.gossip_round(r + i, 4 * 650)
+        r += q
+    assert once.record(5) == single.record(5)
+    assert once.rounds == 27 and once.comm_seconds["slow"] > 27 * 0.05

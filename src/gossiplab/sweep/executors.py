@@ -302,13 +302,35 @@ def _worker_main(conn: Connection, threads: int, parent: int, cwd: str,
 
 
 class _Worker:
+    """One worker process and its pipe. The process starts in the background: starting it waits
+    for the fork server's imports (about 1.5 s at a sweep's start), and meanwhile the scheduler
+    claims the worker's first runs (so a second sweep on the same store finds the others)."""
+
     def __init__(self, ctx, threads: int):
-        self.conn, child = ctx.Pipe()
+        self.conn, self._child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, daemon=True, name="gossiplab-sweep-worker",
-                                args=(child, threads, os.getpid(), os.getcwd(), dict(os.environ)))
-        self.proc.start()
-        child.close()
+                                args=(self._child, threads, os.getpid(), os.getcwd(),
+                                      dict(os.environ)))
         self.task: set[str] | None = None  # the run ids it is running (one group), None when idle
+        self._error: BaseException | None = None
+        self._starting: threading.Thread | None = threading.Thread(target=self._start, daemon=True)
+        self._starting.start()
+
+    def _start(self) -> None:
+        try:
+            self.proc.start()
+        except BaseException as e:  # raised again by ready(), in the scheduler's thread
+            self._error = e
+
+    def ready(self) -> _Worker:
+        """This worker, once its process has started."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+            self._child.close()
+            if self._error is not None:
+                raise self._error
+        return self
 
 
 class LocalExecutor:
@@ -348,14 +370,14 @@ class LocalExecutor:
     def submit_group(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Runs of one :func:`~gossiplab.run.replicas.group_key`, trained together as replicas in
         one worker (one slot); each reports its own progress and outcome."""
-        w = next(w for w in self._workers if w.task is None)
+        w = next(w for w in self._workers if w.task is None).ready()
         w.task = {run_id for run_id, _ in items}
         threads = task_threads(items[0][1], self.explicit_threads, self.threads)
         with contextlib.suppress(OSError):  # a dead worker is reported by poll()
             w.conn.send((items, threads))
 
     def poll(self, timeout: float) -> list[Event]:
-        busy = [w for w in self._workers if w.task is not None]
+        busy = [w.ready() for w in self._workers if w.task is not None]
         if not busy:
             time.sleep(min(timeout, 0.05))
             return []
@@ -390,10 +412,14 @@ class LocalExecutor:
 
     def close(self) -> None:
         for w in self._workers:
+            with contextlib.suppress(Exception):
+                w.ready()
             with contextlib.suppress(OSError):
                 w.conn.send(None)
         deadline = time.monotonic() + 5
         for w in self._workers:
+            if w.proc.pid is None:  # (its start failed)
+                continue
             if w.task is not None:
                 w.proc.kill()
             w.proc.join(max(0.0, deadline - time.monotonic()))
