@@ -77,6 +77,7 @@ def _error_line(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # (the console script; callers in a process pass argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _one_line_warning
     debug = "--debug" in argv
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
         return 0
     finally:
-        # The interpreter's last garbage collection then skips every object alive now (torch's
-        # alone took 0.3-0.4 s at exit); they are still freed. Nothing runs after this.
-        gc.freeze()
+        if as_program:
+            # The interpreter's last garbage collection then skips every object alive now
+            # (torch's alone took 0.3-0.4 s at exit); they are still freed at exit. Not for
+            # callers that go on (frozen garbage would never be collected).
+            gc.freeze()

@@ -214,9 +214,9 @@ def failed_payload(error: str) -> dict[str, Any]:
 # What a worker imports before its first run. A fork server imports them once, while the sweep
 # process reads and expands the sweep, and forks every worker with them loaded: a spawned worker
 # spent about 1.5 s importing them after the sweep was expanded (docs/benchmarks.md).
-WORKER_MODULES = ("gossiplab", "torch", "gossiplab.sweep.executors", "gossiplab.setup",
-                  "gossiplab.run.runner", "gossiplab.run.replicas", "gossiplab.engine.simulator",
-                  "gossiplab.metrics", "gossiplab.sweep.preload")
+WORKER_MODULES = ("gossiplab", "torch", "scipy.sparse", "gossiplab.sweep.executors",
+                  "gossiplab.setup", "gossiplab.run.runner", "gossiplab.run.replicas",
+                  "gossiplab.engine.simulator", "gossiplab.metrics", "gossiplab.sweep.preload")
 
 
 def worker_context():
