@@ -33,7 +33,7 @@ Profiled with py-spy (default run) and per-component timings (small CNN) before 
 * **Default run (MLP on digits, m = 16):** ~70% of the run inside the per-node python loop:
   autograd's backward (48%) and forward (22%) of 16 tiny MLPs, i.e. per-call framework overhead,
   not arithmetic. Now the `bmm` backend runs every layer as one batched matrix product over all
-  nodes with one autograd graph (section 5).
+  nodes, forward and a written-out backward (section 5; issue 18 dropped autograd there).
 * **Small CNN, m = 16:** forward/backward dominates, but over two intra-op threads small
   convolutions scale poorly, and under contention from other processes OpenMP's many short
   parallel regions collapse. The `threads` backend runs the nodes on one single-threaded worker

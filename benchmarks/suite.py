@@ -80,7 +80,7 @@ def backend_alone(sim: Simulator, x: torch.Tensor, y: torch.Tensor):
 
 
 def gossip_alone(sim: Simulator):
-    return lambda: sim.algorithm.communicate(sim.stack.params, sim.network, 0, 0)
+    return lambda: sim.algorithm.communicate(sim.stack.params, sim.net, 0, 0)
 
 
 def its(t: Timings, name: str) -> str:
@@ -289,7 +289,7 @@ def scaling(rep: Report) -> None:
 
             def gossip(sim=sim, q=q):
                 sim.algorithm.gossip = PlainGossip(sim.setup.topology, q)
-                sim.algorithm.communicate(sim.stack.params, sim.network, 0, 0)
+                sim.algorithm.communicate(sim.stack.params, sim.net, 0, 0)
 
             variants[f"it {name} Q={q}"] = it
             variants[f"gossip {name} Q={q}"] = gossip
