@@ -94,7 +94,9 @@ def run(args) -> int:
     from gossiplab.errors import UserError
     from gossiplab.sweep.executors import make_executor, warm_up
 
-    if args.executor == "local" and not args.dry_run:
+    options_ok = ((args.jobs is None or args.jobs >= 1) and (args.threads is None or args.threads >= 1)
+                  and (args.lease is None or args.lease >= 5))  # (else refused below, as before)
+    if args.executor == "local" and not args.dry_run and options_ok:
         warm_up()  # the workers' imports, while this process reads and expands the sweep
     from gossiplab.sweep.scheduler import run_sweep
     from gossiplab.sweep.store import DEFAULT_LEASE, ResultsStore
