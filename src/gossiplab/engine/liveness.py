@@ -282,6 +282,14 @@ class Liveness:
                         return self._from_records(recs, what, prefer=gone[0])
                     return self.lost(gone[0], "its process ended (it died)", what)
                 waited = time.monotonic() - start
+                if (timed_out and peer is not None and peer not in stopped
+                        and grace <= waited < grace + self.timeout
+                        and self.heartbeats([peer]).get(peer) != base.get(peer)):
+                    # The peer did not answer but its heartbeat moves: it is alive and itself
+                    # waiting on another rank (a cut link), and records which when its own wait
+                    # times out; a hung or stopped process stops beating too.
+                    time.sleep(0.05)
+                    continue
                 if peer is not None and peer not in stopped and waited >= grace:
                     why = (f"it did not answer for {self.timeout:g} s (hung or stopped)" if timed_out
                            else "its connection closed (the process died)")
