@@ -1,7 +1,10 @@
 """Naming the lost rank: abort records, heartbeats and waits, on a real store (in process)."""
 
+import contextlib
 import datetime
 import json
+import threading
+import time
 
 import pytest
 import torch.distributed as dist
@@ -95,37 +98,40 @@ def test_a_value_shared_just_before_the_abort_is_still_received(store):
         waiting.wait_until(lambda: False, [0], "waiting for rank 0 (next)")
 
 
+TIMED_OUT = RuntimeError("Timed out waiting 2000ms for recv")
+
+
+@contextlib.contextmanager
+def beating(store, rank):
+    """A rank whose heartbeat thread runs while the block does."""
+    r = rank_of(store, rank)
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
 def test_a_peer_that_did_not_answer_but_still_beats_is_given_time_to_say_why(store):
     """A cut link: rank 1 waits on rank 2 (across the cut) and so does not answer rank 0, but its
     heartbeat goes on; it records the rank it lost when its own wait times out, after rank 0's
     grace. Rank 0 names that rank, not rank 1 (a two-host test failed so)."""
-    import threading
-    import time
-
-    waiting, peer = rank_of(store, 0), rank_of(store, 1)
-    peer.start()
-    later = threading.Timer(2.5, lambda: peer.lost(2, "it did not answer for 2 s (hung or stopped)",
-                                                   "gossip round 4"))
-    later.start()
-    try:
+    with beating(store, 1) as peer:
+        later = threading.Timer(2.5, lambda: peer.lost(
+            2, "it did not answer for 2 s (hung or stopped)", "gossip round 4"))
+        later.start()
         t = time.monotonic()
-        err = waiting.diagnose(1, "gossip round 4", RuntimeError("Timed out waiting 2000ms for recv"))
-    finally:
-        later.cancel()
-        peer.stop()
+        try:
+            err = rank_of(store, 0).diagnose(1, "gossip round 4", TIMED_OUT)
+        finally:
+            later.cancel()
     assert err.rank == 2 and str(err).startswith("lost rank 2 (node 2, host h)"), str(err)
     assert time.monotonic() - t < 2 + 2 + 1  # within grace + the peer's own timeout
 
 
 def test_a_peer_that_beats_but_never_says_why_is_blamed_after_grace_and_timeout(store):
-    import time
-
-    waiting, peer = rank_of(store, 0), rank_of(store, 1)
-    peer.start()
-    try:
+    with beating(store, 1):
         t = time.monotonic()
-        err = waiting.diagnose(1, "gossip round 4", RuntimeError("Timed out waiting 2000ms for recv"))
-    finally:
-        peer.stop()
+        err = rank_of(store, 0).diagnose(1, "gossip round 4", TIMED_OUT)
     assert err.rank == 1 and "did not answer for 2 s" in str(err)
     assert 2 + 2 - 0.5 < time.monotonic() - t < 2 + 2 + 2

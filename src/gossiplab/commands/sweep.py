@@ -86,6 +86,17 @@ def sweep_from_args(args):
     return spec
 
 
+def _refused_option(args) -> str | None:
+    """Why --jobs, --threads or --lease is refused, or None."""
+    if args.jobs is not None and args.jobs < 1:
+        return "--jobs must be >= 1"
+    if args.threads is not None and args.threads < 1:
+        return "--threads must be >= 1"
+    if args.lease and args.lease < 5:  # (0 means the default, as --lease always did)
+        return "--lease must be at least 5 seconds"
+    return None
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -94,9 +105,8 @@ def run(args) -> int:
     from gossiplab.errors import UserError
     from gossiplab.sweep.executors import make_executor, warm_up
 
-    options_ok = ((args.jobs is None or args.jobs >= 1) and (args.threads is None or args.threads >= 1)
-                  and (args.lease is None or args.lease >= 5))  # (else refused below, as before)
-    if args.executor == "local" and not args.dry_run and options_ok:
+    refused = _refused_option(args)  # (reported after the sweep file is read, as before)
+    if args.executor == "local" and not args.dry_run and refused is None:
         warm_up()  # the workers' imports, while this process reads and expands the sweep
     from gossiplab.sweep.scheduler import run_sweep
     from gossiplab.sweep.store import DEFAULT_LEASE, ResultsStore
@@ -108,13 +118,9 @@ def run(args) -> int:
     exp = spec.expand()
     if args.dry_run:
         return _dry_run(spec, exp, args.db)
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError("--jobs must be >= 1")
-    if args.threads is not None and args.threads < 1:
-        raise UserError("--threads must be >= 1")
+    if refused is not None:
+        raise UserError(refused)
     lease = args.lease or DEFAULT_LEASE
-    if lease < 5:
-        raise UserError("--lease must be at least 5 seconds")
     jobs = args.jobs if args.jobs is not None or args.executor == "ray" else 1
     executor = make_executor(args.executor, jobs=jobs, threads=args.threads, address=args.address)
     console = Console(stderr=True, quiet=args.quiet, soft_wrap=True)

@@ -54,8 +54,7 @@ class Dataset:
         is small (digits: 0.5 MB; at most :data:`MODEL_INPUT_CACHE_BYTES`): the same values, one
         gather instead of a gather, a conversion and three passes per mini-batch."""
         cached = self._model_input
-        if cached is None and self.x_train[:1].numel() * 4 * len(self.x_train) \
-                <= MODEL_INPUT_CACHE_BYTES:
+        if cached is None and self.x_train.numel() * 4 <= MODEL_INPUT_CACHE_BYTES:
             cached = self._model_input = self.normalise(self.x_train)
         if cached is not None:
             return cached[idx]

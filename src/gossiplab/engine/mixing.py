@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -51,6 +52,18 @@ def _matrix_power(a, k: int):
         if k:
             a = a @ a
     return result
+
+
+def centred_product(product: Callable[[torch.Tensor], torch.Tensor], xr: torch.Tensor
+                    ) -> torch.Tensor:
+    """W x for [replicas, m, w] blocks ``xr``, computed as c + W (x - c) with c each replica's
+    column mean (``product(d)`` = W d for [replicas, m, w] blocks): equal in exact arithmetic
+    (W's rows sum to exactly 1), but the product's rounding errors now scale with the nodes'
+    disagreement, not with the values themselves, and average out: over 24,000 float32 rounds
+    the average moves by ~1e-6 instead of drifting by ~2e-4 (plain product of the exact W) or
+    ~1e-3 (W cast entry by entry); tests/engine/test_mixing_precision.py."""
+    c = xr.mean(1, keepdim=True)
+    return product(xr - c).add_(c)
 
 
 class MatrixMixer:
@@ -141,16 +154,14 @@ class MatrixMixer:
         cycle = sp.csr_array(rounds(period).toarray())
         return (rounds(rest) @ _matrix_power(cycle, full)).toarray()
 
+    def column_width(self, rows: int, element_size: int) -> int:
+        """Columns of a [rows, d] matrix that ``rounds_`` pushes through all rounds at once."""
+        return max(1, self.chunk_bytes // (rows * element_size))
+
     def _centred(self, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """W x computed as c + W (x - c), c each replica's column mean: equal in exact arithmetic
-        (W's rows sum to exactly 1), but the product's rounding errors now scale with the nodes'
-        disagreement, not with the values themselves, and average out: over 24,000 float32
-        rounds the average moves by ~1e-6 instead of drifting by ~2e-4 (plain product of the
-        exact W) or ~1e-3 (W cast entry by entry); tests/engine/test_mixing_precision.py."""
         xr = x.unflatten(0, (self.replicas, x.shape[0] // self.replicas))
-        c = xr.mean(1, keepdim=True)
-        y = self._apply(op, (xr - c).flatten(0, 1)).unflatten(0, xr.shape[:2])
-        return y.add_(c).flatten(0, 1)
+        return centred_product(
+            lambda d: self._apply(op, d.flatten(0, 1)).unflatten(0, xr.shape[:2]), xr).flatten(0, 1)
 
     def _apply(self, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if op.is_sparse:
@@ -172,7 +183,7 @@ class MatrixMixer:
         if steps == 0:
             return x
         ops = self.plan(round0, steps)
-        width = max(1, self.chunk_bytes // (x.shape[0] * x.element_size()))
+        width = self.column_width(x.shape[0], x.element_size())
         starts = list(range(0, x.shape[1], width))
         # at least two blocks per worker, so that handing work over stays cheap
         workers = max(1, min(torch.get_num_threads(), len(starts) // 2)) if x.device.type == "cpu" else 1

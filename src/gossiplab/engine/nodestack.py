@@ -182,17 +182,23 @@ def bmm_supported(template: nn.Module) -> bool:
     )
 
 
-def bmm_forward(template: nn.Sequential, params: dict[str, torch.Tensor], h: torch.Tensor
-                ) -> torch.Tensor:
+def bmm_forward(template: nn.Sequential, params: dict[str, torch.Tensor], h: torch.Tensor,
+                saved: list[tuple[int, torch.Tensor]] | None = None) -> torch.Tensor:
     """The logits of S :func:`bmm_supported` models at once: ``h`` [S, batch, features],
-    ``params`` their stacked [S, *shape] parameters by name; one batched product per layer."""
+    ``params`` their stacked [S, *shape] parameters by name; one batched product per layer.
+    ``saved`` (for a backward pass) receives (layer, its input) per Linear and (layer, its
+    output) per ReLU, in order."""
     for i, layer in enumerate(template):
         if isinstance(layer, nn.Linear):
+            if saved is not None:
+                saved.append((i, h))
             wt = params[f"{i}.weight"].transpose(1, 2)
             bias = params.get(f"{i}.bias")
             h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
         elif isinstance(layer, nn.ReLU):
             h = torch.relu(h)
+            if saved is not None:
+                saved.append((i, h))
     return h
 
 
@@ -208,18 +214,9 @@ def bmm_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> 
     with torch.no_grad():
         params = stack.stacked_views(stack.params)
         gviews = stack.stacked_views(stack.grads)
-        h = x.reshape(x.shape[0], x.shape[1], -1)
-        saved: list[tuple[int, torch.Tensor]] = []  # (layer, its input or output) for the backward
+        saved: list[tuple[int, torch.Tensor]] = []
+        h = bmm_forward(stack.template, params, x.reshape(x.shape[0], x.shape[1], -1), saved)
         first_linear = next(i for i, layer in enumerate(stack.template) if isinstance(layer, nn.Linear))
-        for i, layer in enumerate(stack.template):
-            if isinstance(layer, nn.Linear):
-                saved.append((i, h))
-                wt = params[f"{i}.weight"].transpose(1, 2)
-                bias = params.get(f"{i}.bias")
-                h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
-            elif isinstance(layer, nn.ReLU):
-                h = torch.relu(h)
-                saved.append((i, h))
         batch = h.shape[1]
         # [models, classes, batch]: log_softmax over a middle dimension runs about 5x faster on
         # CPU than over a short last one (10 classes; measured)

@@ -19,6 +19,7 @@ independent runs; ``run/replicas.py`` trains them, the sweep scheduler groups th
 from __future__ import annotations
 
 import math
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,7 +29,7 @@ from gossiplab.accounting import CountedMix
 from gossiplab.algorithms import DSGDMGS, Network
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler
-from gossiplab.engine.mixing import MatrixMixer
+from gossiplab.engine.mixing import MatrixMixer, centred_product
 from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.gossip import PlainGossip
@@ -124,6 +125,7 @@ class ReplicaSimulator(TrainingEngine):
                                        self.device))
         self.algorithm = self.parts[0].algorithm
         self._stacked_ops: dict[tuple[int, ...], torch.Tensor] = {}
+        self._index = {id(part): r for r, part in enumerate(self.parts)}
         # One SGD update of the whole matrix where every replica's is the same elementwise
         # operation (same optimizer settings; checked per iteration: same learning rate); the
         # replicas' momentum buffers are views of the shared one, so both paths see one state.
@@ -219,7 +221,6 @@ class ReplicaSimulator(TrainingEngine):
         replica's ledger and round counter updated as its own rounds would; the others
         communicate one by one."""
         batched: dict[int, list[tuple[int, list[torch.Tensor]]]] = {}
-        index = {id(part): r for r, part in enumerate(self.parts)}
         for part in active:
             ops = part.dense_plan()
             if ops is None:
@@ -228,7 +229,7 @@ class ReplicaSimulator(TrainingEngine):
             steps = part.algorithm.gossip.rounds()
             part.ledger.gossip_rounds(part.round, steps, CountedMix.row_bytes(part.stack.params))
             part.round += steps
-            batched.setdefault(len(ops), []).append((index[id(part)], ops))
+            batched.setdefault(len(ops), []).append((self._index[id(part)], ops))
         for members in batched.values():
             self._dense_rounds([r for r, _ in members], [ops for _, ops in members])
 
@@ -243,7 +244,7 @@ class ReplicaSimulator(TrainingEngine):
         contiguous = last - first + 1 == len(rows)
         x = params[first:last + 1] if contiguous else params[rows]
         mixer = self.parts[rows[0]].mixer
-        width = max(1, mixer.chunk_bytes // (k * x.element_size()))
+        width = mixer.column_width(k, x.element_size())
         ops = []
         for q in range(len(plans[0])):
             key = tuple(id(p[q]) for p in plans)
@@ -256,8 +257,7 @@ class ReplicaSimulator(TrainingEngine):
         for c in range(0, x.shape[2], width):
             y = x[:, :, c:c + width]
             for op in ops:
-                mean = y.mean(1, keepdim=True)
-                y = torch.bmm(op, y - mean).add_(mean)
+                y = centred_product(partial(torch.bmm, op), y)
             x[:, :, c:c + width] = y
         if not contiguous:
             params[rows] = x
