@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from gossiplab.config import EvalConfig
@@ -122,3 +124,42 @@ def test_evaluation_keeps_no_copy_of_the_training_union():
     s = part.score_module(model)
     loss, acc = score(model, ds, ds.x_train[::2], ds.y_train[::2])
     assert s["train_loss"] == pytest.approx(loss, rel=1e-6) and s["train_acc"] == pytest.approx(acc)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(2, 6), st.integers(1, 9), st.integers(0, 2**31 - 1),
+       st.booleans())
+def test_predicted_is_argmax_including_ties(models, classes, batch, seed, coarse):
+    """The fast accuracy count equals argmax == label exactly; coarse (integer) logits make
+    tied maxima common, where argmax's first-index rule decides."""
+    from gossiplab.metrics import predicted
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(models, classes, batch, generator=g)
+    if coarse:
+        logits = logits.mul(1.5).round()
+    label = torch.randint(0, classes, (batch,), generator=g).view(1, 1, -1).expand(models, 1, -1)
+    expected = logits.transpose(1, 2).argmax(2) == label.squeeze(1)
+    assert torch.equal(predicted(logits, label), expected)
+
+
+def test_node_scores_with_normalised_inputs_cached_equal_the_stored_path(monkeypatch):
+    """The per-node subsamples are normalised once when small; scores equal those computed
+    from the stored inputs at every evaluation (the path for large inputs)."""
+    import gossiplab.metrics as metrics
+    from gossiplab.engine.nodestack import NodeStack
+    from gossiplab.models import build_model
+
+    ds = load_dataset("synthetic", num_train=300, num_test=200, num_classes=4, shape=(1, 4, 4))
+    torch.manual_seed(0)
+    stack = NodeStack(build_model("mlp", ds.input_shape, 4, hidden=(8,)), 5)
+    with torch.no_grad():
+        stack.params.add_(torch.randn_like(stack.params))
+    cached = Evaluator(ds, np.arange(300), EvalConfig(node_samples=150, batch_size=64))
+    a = cached.score_rows(stack, stack.params)
+    assert cached._node_inputs()[2]
+    monkeypatch.setattr(metrics, "MODEL_INPUT_CACHE_BYTES", 0)
+    stored = Evaluator(ds, np.arange(300), EvalConfig(node_samples=150, batch_size=64))
+    b = stored.score_rows(stack, stack.params)
+    assert not stored._node_inputs()[2]
+    assert a == b

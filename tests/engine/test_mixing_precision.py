@@ -56,7 +56,7 @@ def test_average_kept_over_many_unfused_rounds():
             return torch.as_tensor(w, dtype=self.dtype)
 
         def __call__(self, x, r):
-            return self._apply(self.operator(r), x)
+            return self.operator(r) @ x
 
     cast = _mixing_drift(CastMixer(topo, fuse=False), rounds)
     assert cast > 1e-4, cast

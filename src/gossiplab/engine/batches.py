@@ -147,11 +147,12 @@ class NodeData:
         idx = torch.gather(self.tables[:, nodes], 2, positions.expand(self.replicas, m, b))
         flat = idx.reshape(-1)
         if aug_params is not None:  # on stored pixels, so padding is black as in torchvision
-            x = apply_crop_flip(self.dataset.x_train[flat], aug_params.repeat(self.replicas, 1))
+            x = apply_crop_flip(self.dataset.x_train.index_select(0, flat),
+                                aug_params.repeat(self.replicas, 1))
             x = self.dataset.normalise(x, inplace=True)  # x is this function's own copy
         else:
             x = self.dataset.train_batch(flat)
-        y = self.dataset.y_train[flat]
+        y = self.dataset.y_train.index_select(0, flat)
         return x.view(self.replicas, m, b, *x.shape[1:]), y.view(self.replicas, m, b)
 
     def sample_augmentation(self, n: int, generator: torch.Generator) -> torch.Tensor | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -54,16 +53,27 @@ def _matrix_power(a, k: int):
     return result
 
 
-def centred_product(product: Callable[[torch.Tensor], torch.Tensor], xr: torch.Tensor
+def centred_product(op: torch.Tensor, xr: torch.Tensor, out: torch.Tensor | None = None
                     ) -> torch.Tensor:
     """W x for [replicas, m, w] blocks ``xr``, computed as c + W (x - c) with c each replica's
-    column mean (``product(d)`` = W d for [replicas, m, w] blocks): equal in exact arithmetic
-    (W's rows sum to exactly 1), but the product's rounding errors now scale with the nodes'
-    disagreement, not with the values themselves, and average out: over 24,000 float32 rounds
-    the average moves by ~1e-6 instead of drifting by ~2e-4 (plain product of the exact W) or
-    ~1e-3 (W cast entry by entry); tests/engine/test_mixing_precision.py."""
+    column mean; ``op`` is W ([m, m], or [replicas, m, m] with one W per replica) or, sparse,
+    W block-diagonal over the replicas. Equal to W x in exact arithmetic (W's rows sum to
+    exactly 1), but the product's rounding errors now scale with the nodes' disagreement, not
+    with the values themselves, and average out: over 24,000 float32 rounds the average moves
+    by ~1e-6 instead of drifting by ~2e-4 (plain product of the exact W) or ~1e-3 (W cast entry
+    by entry); tests/engine/test_mixing_precision.py.
+
+    Dense W adds c inside the product (``baddbmm``: no pass of its own) and writes into ``out``
+    when given (which must not be ``xr``'s storage). Every caller (the single run, stability
+    twins, independent replicas) goes through here, so all compute the same bits."""
     c = xr.mean(1, keepdim=True)
-    return product(xr - c).add_(c)
+    d = xr - c
+    if op.is_sparse:
+        y = torch.sparse.mm(op, d.flatten(0, 1)).unflatten(0, xr.shape[:2]).add_(c)
+        return y if out is None else out.copy_(y)
+    if op.dim() == 2:
+        op = op.expand(xr.shape[0], *op.shape)
+    return torch.baddbmm(c, op, d, out=out)
 
 
 class MatrixMixer:
@@ -158,17 +168,12 @@ class MatrixMixer:
         """Columns of a [rows, d] matrix that ``rounds_`` pushes through all rounds at once."""
         return max(1, self.chunk_bytes // (rows * element_size))
 
-    def _centred(self, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        xr = x.unflatten(0, (self.replicas, x.shape[0] // self.replicas))
-        return centred_product(
-            lambda d: self._apply(op, d.flatten(0, 1)).unflatten(0, xr.shape[:2]), xr).flatten(0, 1)
-
-    def _apply(self, op: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if op.is_sparse:
-            return torch.sparse.mm(op, x) if x.dim() == 2 else op @ x
-        if self.replicas == 1:
-            return op @ x
-        return torch.matmul(op, x.unflatten(0, (self.replicas, op.shape[0]))).flatten(0, 1)
+    def _centred(self, op: torch.Tensor, x: torch.Tensor, out: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """W x for a [replicas * m, w] block (into ``out``, a block of the same shape, if given)."""
+        shape = (self.replicas, x.shape[0] // self.replicas)
+        return centred_product(op, x.unflatten(0, shape),
+                               None if out is None else out.unflatten(0, shape)).flatten(0, 1)
 
     def __call__(self, x: torch.Tensor, r: int) -> torch.Tensor:
         return self._centred(self.operator(r), x)
@@ -188,10 +193,17 @@ class MatrixMixer:
         # at least two blocks per worker, so that handing work over stays cheap
         workers = max(1, min(torch.get_num_threads(), len(starts) // 2)) if x.device.type == "cpu" else 1
 
+        whole = len(starts) == 1 and x.is_contiguous()
+
         def run(part: list[int]) -> None:
             with torch.no_grad():  # grad mode is per thread
                 for c in part:
                     y = x[:, c:c + width]
+                    if whole:  # one block, all of x: the last product writes into x itself
+                        for op in ops[:-1]:
+                            y = self._centred(op, y)
+                        self._centred(ops[-1], y, out=x)
+                        continue
                     for op in ops:
                         y = self._centred(op, y)
                     x[:, c:c + width] = y

@@ -67,6 +67,8 @@ class NodeStack:
         self.params = flat.expand(models, self.d).clone()
         self.grads = torch.zeros_like(self.params)
         self._modules: list[nn.Module] | None = None
+        self._param_views: dict[str, torch.Tensor] | None = None
+        self._grad_views: dict[str, torch.Tensor] | None = None
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -78,6 +80,21 @@ class NodeStack:
         """[models, *shape] views into a [models, d] matrix (for vmap)."""
         n = mat.shape[0]
         return {s.name: mat[:, s.offset:s.offset + s.numel].view(n, *s.shape) for s in self.specs}
+
+    @property
+    def param_views(self) -> dict[str, torch.Tensor]:
+        """:meth:`stacked_views` of ``params``, made once (a step's backends read them every
+        iteration; ``params`` is updated in place, never replaced)."""
+        if self._param_views is None:
+            self._param_views = self.stacked_views(self.params)
+        return self._param_views
+
+    @property
+    def grad_views(self) -> dict[str, torch.Tensor]:
+        """:meth:`stacked_views` of ``grads``, made once."""
+        if self._grad_views is None:
+            self._grad_views = self.stacked_views(self.grads)
+        return self._grad_views
 
     def bound_module(self, row: torch.Tensor, grad_row: torch.Tensor | None = None) -> nn.Module:
         """A module whose parameters are views of ``row`` (writes to the row show up in the
@@ -182,19 +199,24 @@ def bmm_supported(template: nn.Module) -> bool:
     )
 
 
-def bmm_forward(template: nn.Sequential, params: dict[str, torch.Tensor], h: torch.Tensor,
-                saved: list[tuple[int, torch.Tensor]] | None = None) -> torch.Tensor:
-    """The logits of S :func:`bmm_supported` models at once: ``h`` [S, batch, features],
-    ``params`` their stacked [S, *shape] parameters by name; one batched product per layer.
-    ``saved`` (for a backward pass) receives (layer, its input) per Linear and (layer, its
-    output) per ReLU, in order."""
+def bmm_logits_t(template: nn.Sequential, params: dict[str, torch.Tensor], x: torch.Tensor,
+                 saved: list[tuple[int, torch.Tensor]] | None = None) -> torch.Tensor:
+    """The logits of S :func:`bmm_supported` models at once, feature-major: ``x`` [S, batch,
+    features] (sample-major, as stored), ``params`` their stacked [S, *shape] parameters by name;
+    returns [S, classes, batch]. One batched product per layer, each computing W h + b on
+    [S, features, batch] activations: with few classes the last product is 2x faster than
+    h W^T + b on [S, batch, features] (MKL is slow at outputs 10 columns wide), and softmax,
+    max and the backward pass then reduce over a middle dimension, which is faster on CPU than
+    over a short last one (measured). ``saved`` (for a backward pass) receives (layer, its input)
+    per Linear and (layer, its output) per ReLU, in order, all [S, features, batch]."""
+    h = x.transpose(1, 2)
     for i, layer in enumerate(template):
         if isinstance(layer, nn.Linear):
             if saved is not None:
                 saved.append((i, h))
-            wt = params[f"{i}.weight"].transpose(1, 2)
+            weight = params[f"{i}.weight"]
             bias = params.get(f"{i}.bias")
-            h = torch.bmm(h, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, wt)
+            h = torch.bmm(weight, h) if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, h)
         elif isinstance(layer, nn.ReLU):
             h = torch.relu(h)
             if saved is not None:
@@ -208,33 +230,34 @@ def bmm_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> 
     gradient of its own mean loss. The backward pass is written out (softmax minus one-hot,
     then per Linear one product for the weights, a sum for the bias and one product for the
     layer's input; a mask per ReLU): the same products autograd would run, without its
-    bookkeeping, which costs about a third of a step for small models (docs/benchmarks.md)."""
+    bookkeeping, which costs about a third of a step for small models (docs/benchmarks.md).
+    Activations and their gradients are feature-major ([S, features, batch]; see
+    :func:`bmm_logits_t`), so a weight's gradient is one product in the weight's own layout."""
     if not bmm_supported(stack.template):
         raise ValueError("the bmm backend needs an nn.Sequential of Flatten/Linear/ReLU layers")
     with torch.no_grad():
-        params = stack.stacked_views(stack.params)
-        gviews = stack.stacked_views(stack.grads)
+        params = stack.param_views
+        gviews = stack.grad_views
         saved: list[tuple[int, torch.Tensor]] = []
-        h = bmm_forward(stack.template, params, x.reshape(x.shape[0], x.shape[1], -1), saved)
+        logits = bmm_logits_t(stack.template, params, x.reshape(x.shape[0], x.shape[1], -1), saved)
         first_linear = next(i for i, layer in enumerate(stack.template) if isinstance(layer, nn.Linear))
-        batch = h.shape[1]
-        # [models, classes, batch]: log_softmax over a middle dimension runs about 5x faster on
-        # CPU than over a short last one (10 classes; measured)
-        log_p = torch.log_softmax(h.transpose(1, 2).contiguous(), 1)
+        batch = logits.shape[2]
+        log_p = torch.log_softmax(logits, 1)  # [models, classes, batch]
         target = y.reshape(y.shape[0], 1, batch)
         losses = log_p.gather(1, target).squeeze(1).mean(1).neg_()
         g = log_p.exp_()  # d(mean loss)/d(logits) = (softmax - one-hot) / batch
         g.scatter_add_(1, target, torch.full(target.shape, -1.0, dtype=g.dtype, device=g.device))
-        g = g.div_(batch).transpose(1, 2)
+        g = g.div_(batch)
         for i, act in reversed(saved):
             if isinstance(stack.template[i], nn.ReLU):
-                g.mul_(act > 0)
+                # g where the unit was active, else 0: one pass (g * (act > 0) takes three)
+                g = torch.ops.aten.threshold_backward(g, act, 0)
                 continue
-            gviews[f"{i}.weight"].copy_(torch.bmm(g.transpose(1, 2), act))
+            gviews[f"{i}.weight"].copy_(torch.bmm(g, act.transpose(1, 2)))
             if f"{i}.bias" in gviews:
-                gviews[f"{i}.bias"].copy_(g.sum(1))
+                gviews[f"{i}.bias"].copy_(g.sum(2))
             if i != first_linear:
-                g = torch.bmm(g, params[f"{i}.weight"])
+                g = torch.bmm(params[f"{i}.weight"].transpose(1, 2), g)
     return losses
 
 

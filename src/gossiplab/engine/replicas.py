@@ -19,7 +19,6 @@ independent runs; ``run/replicas.py`` trains them, the sweep scheduler groups th
 from __future__ import annotations
 
 import math
-from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -176,10 +175,11 @@ class ReplicaSimulator(TrainingEngine):
 
             per = positions[0].numel()
             aug = torch.cat([sample_crop_flip(per, 4, p.sampler.generator) for p in self.parts])
-            x = ds.normalise(apply_crop_flip(ds.x_train[idx], aug), inplace=True)  # our own copy
+            stored = ds.x_train.index_select(0, idx)
+            x = ds.normalise(apply_crop_flip(stored, aug), inplace=True)  # our own copy
         else:
             x = ds.train_batch(idx)
-        return x.view(*positions.shape, *x.shape[1:]), ds.y_train[idx].view(positions.shape)
+        return x.view(*positions.shape, *x.shape[1:]), ds.y_train.index_select(0, idx).view(positions.shape)
 
     def step(self) -> list[float | None]:
         """One iteration of every replica; returns each replica's mean batch loss over its
@@ -254,11 +254,17 @@ class ReplicaSimulator(TrainingEngine):
                     self._stacked_ops.clear()
                 op = self._stacked_ops[key] = torch.stack([p[q] for p in plans])
             ops.append(op)
-        for c in range(0, x.shape[2], width):
-            y = x[:, :, c:c + width]
-            for op in ops:
-                y = centred_product(partial(torch.bmm, op), y)
-            x[:, :, c:c + width] = y
+        if width >= x.shape[2]:  # one block: the last product writes into x itself
+            y = x
+            for op in ops[:-1]:
+                y = centred_product(op, y)
+            centred_product(ops[-1], y, out=x)
+        else:
+            for c in range(0, x.shape[2], width):
+                y = x[:, :, c:c + width]
+                for op in ops:
+                    y = centred_product(op, y)
+                x[:, :, c:c + width] = y
         if not contiguous:
             params[rows] = x
 
