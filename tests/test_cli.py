@@ -134,3 +134,36 @@ def test_the_error_line_is_one_write(monkeypatch, tmp_path):
     assert main(["run", "--out", str(tmp_path / "r"), "--set", "topology.nodes=0"]) == 2
     lines = [w for w in rec.writes if "gossiplab: error:" in w]
     assert len(lines) == 1 and lines[0].endswith("\n") and lines[0].count("\n") == 1, rec.writes
+
+
+def test_the_program_imports_with_the_collector_paused_then_turns_it_on(monkeypatch):
+    """As the program (no argv), the CLI imports the command's PRELOAD modules with the garbage
+    collector off, then freezes what it imported and turns the collector back on, also when
+    the command line is refused."""
+    import gc
+
+    from gossiplab import cli
+
+    seen = []
+    real_import = cli.importlib.import_module
+
+    def spy(name, *a, **k):
+        seen.append((name, gc.isenabled()))
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(cli.importlib, "import_module", spy)
+    try:
+        monkeypatch.setattr(sys, "argv", ["gossiplab", "run", "--set", "no.such.key=1"])
+        assert cli.main() == 2
+        assert gc.isenabled()
+        assert ("gossiplab.run.runner", False) in seen and ("gossiplab.run.progress", False) in seen
+        monkeypatch.setattr(sys, "argv", ["gossiplab", "no-such-command"])
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert gc.isenabled()
+        # callers that pass argv keep their collector as it is: nothing is paused or frozen
+        seen.clear()
+        assert cli.main(["run", "--set", "no.such.key=1"]) == 2
+        assert ("gossiplab.run.runner", True) in seen
+    finally:
+        gc.unfreeze()

@@ -4,6 +4,7 @@ what is finished, a dead worker costs only its own run."""
 import json
 import time
 
+import pytest
 from rich.console import Console
 
 from gossiplab.sweep.executors import Done, LocalExecutor, fair_threads
@@ -146,3 +147,20 @@ def test_workers_see_the_current_folder_and_environment(tmp_path, monkeypatch):
         (run,) = store.runs()
     assert run["status"] == "ok", run["error"]
     assert any((later / "cache").rglob("*")), "the worker used another cache folder"
+
+
+def test_fork_server_imports_without_the_collector_then_turns_it_on():
+    """The fork server imports the worker modules with the garbage collector off (first module)
+    and freezes them, then turns it on (last module): its children start with it on."""
+    import gc
+
+    from gossiplab.sweep.executors import WORKER_MODULES, worker_context
+
+    assert WORKER_MODULES[0] == "gossiplab.sweep.preload_begin"
+    assert WORKER_MODULES[-1] == "gossiplab.sweep.preload"
+    ctx = worker_context()
+    if ctx.get_start_method() != "forkserver":
+        pytest.skip("no fork server on this platform")
+    with ctx.Pool(1) as pool:
+        assert pool.apply(gc.isenabled) is True
+        assert pool.apply(gc.get_freeze_count) > 10_000  # torch's objects, frozen in the server

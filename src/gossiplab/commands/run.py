@@ -27,6 +27,10 @@ def _interval(text: str) -> int:
     return n
 
 
+# Imported by the CLI before the command runs, with the garbage collector paused (cli.main).
+PRELOAD = ("gossiplab.run.runner", "gossiplab.run.progress")
+
+
 def register(sub) -> None:
     p = sub.add_parser("run", help="train DSGD-MGS (and the centralized baseline) once")
     add_config_options(p)

@@ -13,6 +13,7 @@ Adding one is a class with ``slots``, ``submit``, ``poll`` and ``close`` registe
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -214,9 +215,10 @@ def failed_payload(error: str) -> dict[str, Any]:
 # What a worker imports before its first run. A fork server imports them once, while the sweep
 # process reads and expands the sweep, and forks every worker with them loaded: a spawned worker
 # spent about 1.5 s importing them after the sweep was expanded (docs/benchmarks.md).
-WORKER_MODULES = ("gossiplab", "torch", "scipy.sparse", "gossiplab.sweep.executors",
-                  "gossiplab.setup", "gossiplab.run.runner", "gossiplab.run.replicas",
-                  "gossiplab.engine.simulator", "gossiplab.metrics", "gossiplab.sweep.preload")
+WORKER_MODULES = ("gossiplab.sweep.preload_begin", "gossiplab", "torch", "scipy.sparse",
+                  "gossiplab.sweep.executors", "gossiplab.setup", "gossiplab.run.runner",
+                  "gossiplab.run.replicas", "gossiplab.engine.simulator", "gossiplab.metrics",
+                  "gossiplab.sweep.preload")
 
 
 def worker_context():
@@ -284,6 +286,7 @@ def _worker_main(conn: Connection, threads: int, parent: int, cwd: str,
     os.environ.clear()
     os.environ.update(environ)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
+    gc.enable()  # (the fork server imports with it off: sweep/preload_begin.py)
     import torch
 
     cap = threads  # this worker's fair share: the most a run may choose by default

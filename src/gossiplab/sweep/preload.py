@@ -1,5 +1,6 @@
 """Imported last by the sweep's fork server (:data:`gossiplab.sweep.executors.WORKER_MODULES`),
-after torch and the modules a worker runs.
+after torch and the modules a worker runs (imported with the collector off:
+:mod:`gossiplab.sweep.preload_begin`).
 
 ``gc.freeze()`` moves every object imported so far out of the garbage collector's reach: workers
 forked from the server then share those pages (a collection in a worker would otherwise write to
@@ -11,3 +12,4 @@ the process anyway.
 import gc
 
 gc.freeze()
+gc.enable()
