@@ -11,7 +11,6 @@ from rich.table import Table
 
 from gossiplab.config import MAX_GOSSIP_STEPS
 from gossiplab.errors import UserError
-from gossiplab.gossip import compare_schemes
 from gossiplab.topology import ALL_TOPOLOGIES, MIXING_RULES, build_topology, draw
 
 
@@ -64,6 +63,8 @@ def run(args) -> int:
     if not all(0.0 < t < 1.0 for t in args.tol):
         raise UserError(f"--tol: tolerances must lie in (0, 1), got {' '.join(map(str, args.tol))}")
     info = topo.summary(tuple(args.steps))
+    from gossiplab.gossip import compare_schemes  # (torch: not when the parser is built)
+
     info["gossip"] = compare_schemes(topo, args.steps, args.tol)
     if args.plot:
         try:
