@@ -63,6 +63,11 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     while not (out / "checkpoints").exists() and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.2)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # (say what the run printed, for the diagnosis)
+        p.kill()
+        _, err = p.communicate()
+        pytest.fail(f"the run did not stop within 120 s of SIGINT; its stderr: {err[-2000:]!r}")
     assert p.returncode == 130
     assert f"gossiplab run --out {out} --resume" in err and err.count("\n") == 1
