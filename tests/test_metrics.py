@@ -51,7 +51,8 @@ def test_matched_scores_with_a_one_class_union_are_the_scores_on_that_class():
     assert g["gen_gap_acc_matched"] == pytest.approx(s["train_acc"] - acc)
 
 
-def test_stacked_node_scores_equal_per_module_scores_to_rounding():
+def _five_different_mlps():
+    """Synthetic data and a stack of 5 MLPs whose rows differ (each perturbed at random)."""
     from gossiplab.engine.nodestack import NodeStack
     from gossiplab.models import build_model
 
@@ -60,6 +61,11 @@ def test_stacked_node_scores_equal_per_module_scores_to_rounding():
     stack = NodeStack(build_model("mlp", ds.input_shape, 4, hidden=(8,)), 5)
     with torch.no_grad():
         stack.params.add_(torch.randn_like(stack.params))
+    return ds, stack
+
+
+def test_stacked_node_scores_equal_per_module_scores_to_rounding():
+    ds, stack = _five_different_mlps()
     ev = Evaluator(ds, np.arange(300), EvalConfig(node_samples=150, batch_size=64))
     stacked = ev.score_rows(stack, stack.params)
     one_by_one = [ev.score_module(stack.modules[k], full=False) for k in range(5)]
@@ -147,14 +153,8 @@ def test_node_scores_with_normalised_inputs_cached_equal_the_stored_path(monkeyp
     """The per-node subsamples are normalised once when small; scores equal those computed
     from the stored inputs at every evaluation (the path for large inputs)."""
     import gossiplab.metrics as metrics
-    from gossiplab.engine.nodestack import NodeStack
-    from gossiplab.models import build_model
 
-    ds = load_dataset("synthetic", num_train=300, num_test=200, num_classes=4, shape=(1, 4, 4))
-    torch.manual_seed(0)
-    stack = NodeStack(build_model("mlp", ds.input_shape, 4, hidden=(8,)), 5)
-    with torch.no_grad():
-        stack.params.add_(torch.randn_like(stack.params))
+    ds, stack = _five_different_mlps()
     cached = Evaluator(ds, np.arange(300), EvalConfig(node_samples=150, batch_size=64))
     a = cached.score_rows(stack, stack.params)
     assert cached._node_inputs()[2]

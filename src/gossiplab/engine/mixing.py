@@ -76,6 +76,24 @@ def centred_product(op: torch.Tensor, xr: torch.Tensor, out: torch.Tensor | None
     return torch.baddbmm(c, op, d, out=out)
 
 
+def centred_rounds_(ops: list[torch.Tensor], xr: torch.Tensor, width: int,
+                    starts: list[int] | None = None) -> None:
+    """In place: xr <- ops[-1] ... ops[0] xr for [replicas, m, d] blocks, column block by column
+    block (``width`` columns, starting at ``starts``: all by default), each product a
+    :func:`centred_product`. When one block covers all of ``xr``, its last product writes into
+    ``xr`` itself (no copy back). The single run's rounds and the replicas' batched rounds both
+    run here, so they compute the same bits."""
+    whole = width >= xr.shape[2] and xr.is_contiguous()
+    for c in range(0, xr.shape[2], width) if starts is None else starts:
+        y = xr[:, :, c:c + width]
+        for op in ops[:-1]:
+            y = centred_product(op, y)
+        if whole:
+            centred_product(ops[-1], y, out=xr)
+        else:
+            xr[:, :, c:c + width] = centred_product(ops[-1], y)
+
+
 class MatrixMixer:
     """Applies W_r to a [replicas * m, d] parameter matrix (replicas mix independently).
 
@@ -168,15 +186,9 @@ class MatrixMixer:
         """Columns of a [rows, d] matrix that ``rounds_`` pushes through all rounds at once."""
         return max(1, self.chunk_bytes // (rows * element_size))
 
-    def _centred(self, op: torch.Tensor, x: torch.Tensor, out: torch.Tensor | None = None
-                 ) -> torch.Tensor:
-        """W x for a [replicas * m, w] block (into ``out``, a block of the same shape, if given)."""
-        shape = (self.replicas, x.shape[0] // self.replicas)
-        return centred_product(op, x.unflatten(0, shape),
-                               None if out is None else out.unflatten(0, shape)).flatten(0, 1)
-
     def __call__(self, x: torch.Tensor, r: int) -> torch.Tensor:
-        return self._centred(self.operator(r), x)
+        xr = x.unflatten(0, (self.replicas, x.shape[0] // self.replicas))
+        return centred_product(self.operator(r), xr).flatten(0, 1)
 
     @torch.no_grad()
     def rounds_(self, x: torch.Tensor, round0: int, steps: int) -> torch.Tensor:
@@ -193,20 +205,11 @@ class MatrixMixer:
         # at least two blocks per worker, so that handing work over stays cheap
         workers = max(1, min(torch.get_num_threads(), len(starts) // 2)) if x.device.type == "cpu" else 1
 
-        whole = len(starts) == 1 and x.is_contiguous()
+        xr = x.unflatten(0, (self.replicas, x.shape[0] // self.replicas))
 
         def run(part: list[int]) -> None:
             with torch.no_grad():  # grad mode is per thread
-                for c in part:
-                    y = x[:, c:c + width]
-                    if whole:  # one block, all of x: the last product writes into x itself
-                        for op in ops[:-1]:
-                            y = self._centred(op, y)
-                        self._centred(ops[-1], y, out=x)
-                        continue
-                    for op in ops:
-                        y = self._centred(op, y)
-                    x[:, c:c + width] = y
+                centred_rounds_(ops, xr, width, part)
 
         if workers == 1:
             if x.device.type == "cpu":

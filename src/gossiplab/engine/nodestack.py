@@ -7,7 +7,8 @@ are single tensor operations whatever the number of nodes. Per-node forward/back
 * ``threads``: the same loop split over one single-threaded worker per intra-op thread (small
   convolutions scale poorly over intra-op threads; independent nodes scale well);
 * ``bmm``: models made only of Flatten/Linear/ReLU (logreg, mlp) run as one batched matrix
-  product per layer over all nodes, one autograd graph (no per-node python overhead);
+  product per layer over all nodes, forward and a written-out backward (no per-node python
+  overhead, no autograd);
 * ``vmap``: ``torch.func.vmap`` over the stacked parameters (any model; one batched kernel per
   layer: the right choice on GPUs; on CPU it lowers convolutions to slower grouped convolutions).
 

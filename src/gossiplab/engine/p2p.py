@@ -117,7 +117,7 @@ class NeighbourMixer:
         self.bytes_sent += sum(t.numel() * t.element_size() for _, t in sends)
         own, received = plan.operators(flat.dtype, flat.device)
         # c + W (x - c) with c this rank's mean row: W x in exact arithmetic (rows sum to 1), with
-        # rounding errors the size of the nodes' disagreement (see MatrixMixer._centred)
+        # rounding errors the size of the nodes' disagreement (see mixing.centred_product)
         c = flat.mean(0, keepdim=True)
         out = own @ (flat - c)
         if plan.received:

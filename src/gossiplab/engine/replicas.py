@@ -28,7 +28,7 @@ from gossiplab.accounting import CountedMix
 from gossiplab.algorithms import DSGDMGS, Network
 from gossiplab.engine.base import TrainingEngine
 from gossiplab.engine.batches import BatchSampler
-from gossiplab.engine.mixing import MatrixMixer, centred_product
+from gossiplab.engine.mixing import MatrixMixer, centred_rounds_
 from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.gossip import PlainGossip
@@ -254,17 +254,7 @@ class ReplicaSimulator(TrainingEngine):
                     self._stacked_ops.clear()
                 op = self._stacked_ops[key] = torch.stack([p[q] for p in plans])
             ops.append(op)
-        if width >= x.shape[2]:  # one block: the last product writes into x itself
-            y = x
-            for op in ops[:-1]:
-                y = centred_product(op, y)
-            centred_product(ops[-1], y, out=x)
-        else:
-            for c in range(0, x.shape[2], width):
-                y = x[:, :, c:c + width]
-                for op in ops:
-                    y = centred_product(op, y)
-                x[:, :, c:c + width] = y
+        centred_rounds_(ops, x, width)
         if not contiguous:
             params[rows] = x
 
