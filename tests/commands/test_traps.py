@@ -53,12 +53,20 @@ def test_errors_are_one_line_without_a_blank_line_and_progress_is_plain_in_logs(
     assert r.stderr.count("\n") == 1
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
+    # Ctrl-C as a terminal sends it. The run must not inherit an ignored SIGINT: a shell starts
+    # background jobs (such as a CI runner launched with '&') with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler, so the signal would be dropped.
     p = subprocess.Popen([sys.executable, "-m", "gossiplab", "run", "--quiet", "--out", str(out),
                           "--set", "train.iterations=200000", "--set", "eval.every=100"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_sigint_default)
     deadline = time.monotonic() + 300
     while not (out / "checkpoints").exists() and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.2)

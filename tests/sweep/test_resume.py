@@ -77,6 +77,12 @@ def check_complete(db: Path) -> dict[str, dict]:
     return rows
 
 
+def killable(rows: dict[str, dict]) -> bool:
+    """Midway: at least 2 runs finished and at least one claimed and still running."""
+    statuses = [r["status"] for r in rows.values()]
+    return statuses.count("ok") >= 2 and "running" in statuses
+
+
 def test_sigkill_midway_then_rerun_completes_without_duplicates(tmp_path):
     f, db = sweep_file(tmp_path), tmp_path / "r.sqlite"
     proc = popen("sweep", str(f), "--db", str(db), "--jobs", "1", "--threads", "1")
@@ -86,12 +92,13 @@ def test_sigkill_midway_then_rerun_completes_without_duplicates(tmp_path):
         while True:
             assert proc.poll() is None, proc.communicate()
             workers |= descendants(proc.pid)
-            if db.exists():
-                rows = snapshot(db)
-                done = [r for r in rows.values() if r["status"] == "ok"]
-                running = [r for r in rows.values() if r["status"] == "running"]
-                if len(done) >= 2 and running:
+            if db.exists() and killable(snapshot(db)):
+                # Freeze the sweep (it alone writes the store), then look again: a group can
+                # finish between one look and the kill, so kill only a state seen while frozen.
+                os.kill(proc.pid, signal.SIGSTOP)
+                if killable(snapshot(db)):
                     break
+                os.kill(proc.pid, signal.SIGCONT)
             assert time.monotonic() < deadline, "sweep too slow"
             time.sleep(0.05)
     finally:
