@@ -212,11 +212,12 @@ over time of the summed PSS of all the run's processes (sampled every 0.2 s).
 
 gossiplab / process per node, images per CPU-second: {', '.join(f'{r:.2f}x' for r in cpu_ratios)};
 images per second of wall time: {', '.join(f'{r:.2f}x' for r in ratios)} (per block). Load average
-at each block's start: {'; '.join(loads)}. On a machine this oversubscribed the wall-clock rate
-favours the design with more processes (the kernel shares the cores per process: 16 processes
-get about 16 shares, one process one share, whatever the work), so the CPU-time rate (CPU
-seconds of a median steady step, summed over the processes) is the comparison that carries over
-to a machine of one's own; the start-up and memory columns hold either way.
+at each block's start: {'; '.join(loads)} (the 1-minute average lags: a block after the
+process-per-node one starts under its 16 processes' load). Where other work shares the cores, the
+wall-clock rate favours the design with more processes (the kernel shares the cores per process:
+16 processes get about 16 shares, one process one share, whatever the work), so the CPU-time rate
+(CPU seconds of a median steady step, summed over the processes) is the comparison that carries
+over to a machine of one's own; the start-up and memory columns hold either way.
 """
     return {"text": text, "raw": res, "ratios": ratios, "cpu_ratios": cpu_ratios, "loads": loads}
 
