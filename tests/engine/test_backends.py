@@ -63,6 +63,22 @@ def test_bmm_backend_agrees_with_the_loop(model, opts):
     torch.testing.assert_close(a.grads, b.grads, rtol=1e-4, atol=1e-6)
 
 
+def test_bmm_direct_weight_gradients_equal_the_copied_ones_bitwise(monkeypatch):
+    # a 256x64 layer (16,384 entries) takes the path that writes into the gradient matrix
+    from gossiplab.engine import nodestack
+    a, b, x, y = stacks("mlp", 4, hidden=(256,))
+    assert a.template[1].weight.numel() >= nodestack.DIRECT_GRAD_MIN_ENTRIES
+    b.grads.fill_(7.0)
+    la = bmm_forward_backward(a, x, y)
+    monkeypatch.setattr(nodestack, "DIRECT_GRAD_MIN_ENTRIES", 1 << 40)  # every product copied
+    lb = bmm_forward_backward(b, x, y)
+    assert torch.equal(la, lb)
+    assert torch.equal(a.grads, b.grads)
+    c, _, _, _ = stacks("mlp", 4, hidden=(256,))
+    loop_forward_backward(c, x, y)
+    torch.testing.assert_close(a.grads, c.grads, rtol=1e-4, atol=1e-6)
+
+
 def test_bmm_is_refused_for_convolutions():
     assert not bmm_supported(build_model("cnn", (1, 8, 8), 10, width=4))
     cfg = load_config(None, ["model.name='cnn'", "model.width=4", "engine.backend='bmm'",

@@ -64,8 +64,9 @@ def centred_product(op: torch.Tensor, xr: torch.Tensor, out: torch.Tensor | None
     by entry); tests/engine/test_mixing_precision.py.
 
     Dense W adds c inside the product (``baddbmm``: no pass of its own) and writes into ``out``
-    when given (which must not be ``xr``'s storage). Every caller (the single run, stability
-    twins, independent replicas) goes through here, so all compute the same bits."""
+    when given (``xr`` itself too: c and x - c are computed first). Every caller (the single
+    run, stability twins, independent replicas) goes through here, so all compute the same
+    bits."""
     c = xr.mean(1, keepdim=True)
     d = xr - c
     if op.is_sparse:
@@ -80,18 +81,16 @@ def centred_rounds_(ops: list[torch.Tensor], xr: torch.Tensor, width: int,
                     starts: list[int] | None = None) -> None:
     """In place: xr <- ops[-1] ... ops[0] xr for [replicas, m, d] blocks, column block by column
     block (``width`` columns, starting at ``starts``: all by default), each product a
-    :func:`centred_product`. When one block covers all of ``xr``, its last product writes into
-    ``xr`` itself (no copy back). The single run's rounds and the replicas' batched rounds both
-    run here, so they compute the same bits."""
-    whole = width >= xr.shape[2] and xr.is_contiguous()
+    :func:`centred_product`. Each block's last product writes into ``xr`` itself (no copy
+    back). The single run's rounds and the replicas' batched rounds both run here, so they
+    compute the same bits."""
     for c in range(0, xr.shape[2], width) if starts is None else starts:
         y = xr[:, :, c:c + width]
         for op in ops[:-1]:
             y = centred_product(op, y)
-        if whole:
-            centred_product(ops[-1], y, out=xr)
-        else:
-            xr[:, :, c:c + width] = centred_product(ops[-1], y)
+        # the last product writes into xr itself (a block's columns are rows of d entries apart,
+        # which costs a product of a block's size nothing: the same bits, no copy back)
+        centred_product(ops[-1], y, out=xr[:, :, c:c + width])
 
 
 class MatrixMixer:

@@ -190,6 +190,13 @@ def threads_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor)
 
 BMM_LAYERS = (nn.Flatten, nn.Linear, nn.ReLU)
 
+# The bmm backend writes a weight's gradient straight into its view of the gradient matrix (rows
+# of d entries apart) from this many entries per model on: the product then spares a pass over
+# [models, out, in] (0.6-0.75x the time from 16k entries: a 128x784 layer of 64 models took 4.3
+# ms instead of 6.2 ms), the same bits. Below it MKL writes a strided output slowly (up to 3x
+# for a 10x64 layer), so the product goes to a buffer of its own and is copied (measured).
+DIRECT_GRAD_MIN_ENTRIES = 16384
+
 
 def bmm_supported(template: nn.Module) -> bool:
     """True for an ``nn.Sequential`` of Flatten (from dim 1) / Linear / ReLU layers."""
@@ -254,7 +261,11 @@ def bmm_forward_backward(stack: NodeStack, x: torch.Tensor, y: torch.Tensor) -> 
                 # g where the unit was active, else 0: one pass (g * (act > 0) takes three)
                 g = torch.ops.aten.threshold_backward(g, act, 0)
                 continue
-            gviews[f"{i}.weight"].copy_(torch.bmm(g, act.transpose(1, 2)))
+            gview = gviews[f"{i}.weight"]
+            if gview[0].numel() >= DIRECT_GRAD_MIN_ENTRIES:
+                torch.bmm(g, act.transpose(1, 2), out=gview)
+            else:
+                gview.copy_(torch.bmm(g, act.transpose(1, 2)))
             if f"{i}.bias" in gviews:
                 gviews[f"{i}.bias"].copy_(g.sum(2))
             if i != first_linear:
