@@ -100,6 +100,33 @@ def test_plan_groups_balances_the_workers():
         assert len({group_key(p.config.to_dict()) for p in g}) == 1
 
 
+def test_plan_groups_widens_groups_of_small_steps_only():
+    """Runs whose step is mostly fixed cost (the digits MLP) train in groups of up to
+    MAX_REPLICAS; runs with more arithmetic per step (Fashion-MNIST's 784-128-10 MLP) in groups
+    of at most MIN_REPLICAS; chunks of one key differ by at most one run."""
+    from gossiplab.sweep.scheduler import MAX_REPLICAS, MIN_REPLICAS, group_width, plan_groups
+    from gossiplab.sweep.spec import parse_sweep
+
+    def plan(base: dict, seeds: int) -> list[int]:
+        spec = parse_sweep({"sweep": {"seeds": seeds},
+                            "base": {"train": {"iterations": 10}, "topology": {"nodes": 16},
+                                     "optim": {"batch_size": 16}, **base},
+                            "grid": {"algorithm": {"gossip_steps": [1, 2, 4, 8]}}})
+        points = spec.expand().points
+        widths = {group_width(p) for p in points}
+        sizes = [len(g) for g in plan_groups(points, slots=2)]
+        assert sum(sizes) == len(points) and max(sizes) - min(sizes) <= 1
+        return sorted(widths), sizes
+
+    digits = {"data": {"dataset": "digits"}, "model": {"name": "mlp", "hidden": [64]}}
+    fmnist = {"data": {"dataset": "fashion_mnist"}, "model": {"name": "mlp", "hidden": [128]}}
+    assert plan(digits, 12) == ([MAX_REPLICAS], [12, 12, 12, 12])  # 48 runs, 2 per worker
+    widths, sizes = plan(fmnist, 12)
+    assert widths == [MIN_REPLICAS] and max(sizes) <= MIN_REPLICAS and len(sizes) == 12
+    assert plan(digits, 5)[1] == [5, 5, 5, 5]  # 20 runs: two chunks per worker, equal
+    assert plan(digits, 7)[1] == [7, 7, 7, 7]
+
+
 def test_replicas_sharing_their_gossip_equal_the_runs_alone():
     cfgs = [_cfg(**_seeds(s), algorithm__gossip_steps=2) for s in range(3)] + \
         [_cfg(**_seeds(s), algorithm__gossip_steps=4, topology__name="torus") for s in range(2)]

@@ -106,25 +106,30 @@ def _step_flops(model: str, shape: tuple[int, ...], classes: int, hidden: tuple[
     return step_flops(template, shape, samples)
 
 
+def run_step_flops(cfg) -> float | None:
+    """Estimated flops of one training step of a run (all its nodes' forward/backward); None if
+    its model or data shape is unknown."""
+    d = cfg.data
+    if d.dataset == "synthetic":
+        shape, classes = tuple(d.synthetic_shape), d.synthetic_classes
+    elif d.dataset in DATA_SHAPES:
+        shape, classes = DATA_SHAPES[d.dataset]
+    else:
+        return None
+    m = cfg.model
+    return _step_flops(m.name, shape, classes, tuple(m.hidden), m.width, m.gn_groups,
+                       cfg.topology.nodes * cfg.optim.batch_size)
+
+
 def estimate_seconds(points) -> float | None:
     """Single-core time of a sweep's runs by :data:`STEP_OVERHEAD_S` + flops / :data:`CORE_FLOPS`
     per step (evaluation not counted); None if a run's model or data shape is unknown."""
     total = 0.0
     for p in points:
-        cfg = p.config
-        d = cfg.data
-        if d.dataset == "synthetic":
-            shape, classes = tuple(d.synthetic_shape), d.synthetic_classes
-        elif d.dataset in DATA_SHAPES:
-            shape, classes = DATA_SHAPES[d.dataset]
-        else:
-            return None
-        m = cfg.model
-        flops = _step_flops(m.name, shape, classes, tuple(m.hidden), m.width, m.gn_groups,
-                            cfg.topology.nodes * cfg.optim.batch_size)
+        flops = run_step_flops(p.config)
         if flops is None:
             return None
-        total += cfg.train.iterations * (STEP_OVERHEAD_S + flops / CORE_FLOPS)
+        total += p.config.train.iterations * (STEP_OVERHEAD_S + flops / CORE_FLOPS)
     return total
 
 

@@ -25,11 +25,17 @@ from gossiplab.sweep.spec import Expansion, SweepPoint, SweepSpec
 from gossiplab.sweep.store import DEFAULT_LEASE, Owner, ResultsStore
 
 RECHECK_SECONDS = 2.0  # how often runs claimed by another process are looked at again
-# Runs of one group_key train together as replicas of one node matrix (run/replicas.py), at most
-# this many per group: on this 2-core machine the quick-digits-q pack ran fastest with groups of
-# 4 (a median 16.9 s over 6 sweeps, against 17.5-21.1 s (6) with groups of 8 and 19.6-22.0 s (3)
-# with 16: a wider matrix no longer fits a core's cache, and small groups balance the workers).
-MAX_REPLICAS = 4
+# Runs of one group_key train together as replicas of one node matrix (run/replicas.py). A
+# group holds at most MAX_REPLICAS runs whose step is mostly fixed cost (its arithmetic takes
+# less than packs.STEP_OVERHEAD_S at packs.CORE_FLOPS): a wider group spreads each step's fixed
+# cost (about 190 operator calls) over more runs. Measured on an Intel Xeon 2-core host, one
+# group of quick-digits-q runs alone: 0.93 s per run in groups of 4, 0.85 (6), 0.79 (8), 0.73
+# (12); whole sweeps, --jobs 2, stores equal: quick-digits-q 24.3/23.4 s (groups of at most 4),
+# 19.9/19.9 s (8), 19.5/18.8 s (12); -hetero 28.9 -> 23.8 s, -scale 31.8 -> 29.1 s (4 -> 12).
+# Runs with more arithmetic per step (quick-fmnist's 784-128-10 MLP: groups of 6 no faster per
+# run than 4) gain nothing from width and keep groups of at most MIN_REPLICAS, which balance the
+# workers better. (An older pass on an AMD EPYC host, with a costlier step, found 4 fastest.)
+MAX_REPLICAS = 12
 # ... and at least this many, where there are that many: a group of 3 runs costs little more than
 # one run, three runs one after the other cost three.
 MIN_REPLICAS = 4
@@ -43,13 +49,25 @@ def stackable(point: SweepPoint) -> bool:
             and cfg.engine.name == "simulator")
 
 
-def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_REPLICAS
+def group_width(point: SweepPoint) -> int:
+    """The most runs like ``point`` that train as one group: :data:`MAX_REPLICAS` where its step
+    is mostly fixed cost, else :data:`MIN_REPLICAS` (see above)."""
+    from gossiplab.sweep.packs import CORE_FLOPS, STEP_OVERHEAD_S, run_step_flops
+
+    flops = run_step_flops(point.config)
+    if flops is not None and flops / CORE_FLOPS < STEP_OVERHEAD_S:
+        return MAX_REPLICAS
+    return MIN_REPLICAS
+
+
+def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int | None = None
                 ) -> list[list[SweepPoint]]:
     """Split the runs into groups trained as replicas: runs of one group_key, in chunks of near
-    equal size whose number is a multiple of ``slots`` (so the workers get equal shares), at
-    least two per worker (so two sweeps sharing a store share the work) where that leaves at
-    least ``MIN_REPLICAS`` runs in each, the costliest groups first (so the last to finish are
-    small)."""
+    equal size (differing by at most one run) whose number is a multiple of ``slots`` (so the
+    workers get equal shares), at least two per worker (so two sweeps sharing a store share the
+    work) where that leaves at least ``MIN_REPLICAS`` runs in each, at most ``max_replicas``
+    (default: :func:`group_width`) in each, the costliest groups first (so the last to finish
+    are small)."""
     from gossiplab.run.replicas import group_key
 
     by_key: dict[str, list[SweepPoint]] = {}
@@ -64,13 +82,14 @@ def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int = MAX_RE
             [p.config.topology.model_dump(mode="json"), p.config.algorithm.model_dump(mode="json"),
              p.config.engine.fuse_gossip], sort_keys=True))
         n = len(members)
+        width = max(1, max_replicas if max_replicas is not None
+                    else group_width(members[0]) if n > 1 else 1)
         # at least two chunks per worker: a worker that finishes early, or another sweep sharing
         # the store, still finds a chunk to claim
-        per_slot = max(2, -(-n // (max(1, slots) * max(1, max_replicas))))
-        chunks = max(1, -(-n // max(1, max_replicas)),
-                     min(max(1, slots) * per_slot, n // MIN_REPLICAS))
-        size = -(-n // chunks)
-        groups += [members[i:i + size] for i in range(0, n, size)]
+        per_slot = max(2, -(-n // (max(1, slots) * width)))
+        chunks = max(1, -(-n // width), min(max(1, slots) * per_slot, n // MIN_REPLICAS))
+        bounds = [n * c // chunks for c in range(chunks + 1)]
+        groups += [members[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
     groups.sort(key=lambda g: -sum(p.iterations * p.config.topology.nodes for p in g))
     return groups
 
