@@ -164,3 +164,41 @@ def test_fork_server_imports_without_the_collector_then_turns_it_on():
     with ctx.Pool(1) as pool:
         assert pool.apply(gc.isenabled) is True
         assert pool.apply(gc.get_freeze_count) > 10_000  # torch's objects, frozen in the server
+
+
+def test_an_interrupt_between_a_claim_and_its_bookkeeping_gives_the_claim_back(tmp_path):
+    """Ctrl-C or SIGTERM can land after a claim is committed but before the scheduler records
+    it as in flight (and so after a result arrives but before it is stored): the interrupted
+    sweep still gives back every claim it holds."""
+    f = write_sweep(tmp_path / "s.toml", """
+        [grid]
+        "algorithm.gossip_steps" = [1, 2, 4, 8]
+    """, iterations=20)
+    spec = load_sweep(f)
+
+    class InterruptedStore(ResultsStore):
+        claims = 0
+
+        def claim(self, *args, **kwargs):
+            state = super().claim(*args, **kwargs)  # committed
+            InterruptedStore.claims += 1
+            if InterruptedStore.claims == 2:
+                raise KeyboardInterrupt  # before the scheduler has seen the claim
+            return state
+
+    class Idle:  # an executor that never gets to run anything
+        slots = 1
+
+        def start(self): ...
+        def describe(self): return "nothing"
+        def free_slots(self): return 1
+        def submit(self, run_id, config): raise AssertionError("interrupted before submitting")
+        def submit_group(self, items): raise AssertionError("interrupted before submitting")
+        def poll(self, timeout): return []
+        def close(self): ...
+
+    with InterruptedStore(tmp_path / "r.sqlite") as store:
+        out = run_sweep(spec, store, Idle(), console=Console(quiet=True))
+        assert out.interrupted and InterruptedStore.claims == 2
+        assert {r["status"] for r in store.runs()} == {"pending"}
+        assert {r["owner"] for r in store.runs()} == {None}

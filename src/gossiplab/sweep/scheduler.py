@@ -258,7 +258,9 @@ def run_sweep(spec: SweepSpec, store: ResultsStore, executor, *, console: Consol
                     refresh()
     except KeyboardInterrupt:
         outcome.interrupted = True
-        store.release(owner, inflight)
+        # every claim this process holds, not only those in ``inflight``: the signal may land
+        # between a claim's commit and its bookkeeping (or a result's and its store.finish)
+        store.release(owner, [p.run_id for p in points])
     finally:
         executor.close()
     outcome.final = Counter(store.statuses(p.run_id for p in points).values())
