@@ -113,6 +113,17 @@ class busy:
         BUSY.clear()
 
 
+def host() -> str:
+    """The CPU model and core count, for figures that depend on the machine."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def condition(n: int) -> str:
     return "idle" if n == 0 else f"beside {n} busy processes"
 
@@ -332,7 +343,7 @@ m = 16, 1,500 iterations, 16 evaluations each) into a fresh store, the variants 
 "{ref}" paired per repeat (median, range), runs per hour at the median wall time, and the load
 average at each start. Grouped: runs that differ only in seeds, Q and topology train as replicas
 of one node matrix (`run/replicas.py`); {same} CPU time includes the workers (children of a fork
-server that this benchmark, a subreaper, waits for).
+server that this benchmark, a subreaper, waits for). Host: {host()}.
 
 {table(["variant", "wall (median)", "CPU (median)", f"speed-up vs {ref}", "runs / hour",
         "load at each start"], rows)}
@@ -436,8 +447,9 @@ CHANGES = """### What changed for issue 18
   * the ledger counts an iteration's Q rounds at once (the same modeled seconds, added round by
     round).
 
-  Around the runs: groups hold at most 4 replicas (groups of 8 and 16 were slower on this machine:
-  the wider matrix falls out of a core's cache) and at least 4 where there are that many, fewer
+  Around the runs: groups held at most 4 replicas (groups of 8 and 16 were slower on the AMD
+  EPYC host of this pass; the fifth pass below widens them where the step is small) and at
+  least 4 where there are that many, fewer
   forming one group (the 3 centralized runs train together); workers are forked from a fork
   server that imports torch and the run modules while the sweep process reads and expands the
   sweep (a spawned worker spent about 1.5 s importing them after that), and the scheduler claims
@@ -467,15 +479,47 @@ CHANGES = """### What changed for issue 18
   the fork server starts about 0.9 s earlier (first run at 1.6 s instead of 2.45 s).
   The memory table below was measured again with this pass's code (at most 1.34x the floor;
   the second pass, commit 2d4f56a, gave at most 1.30x).
+* **Fourth pass (wide layers).** The bmm backend writes a weight's gradient straight into its
+  view of the gradient matrix when the layer has at least 16,384 entries (below that MKL writes
+  a strided output up to 3x slower than a buffer of its own, so small layers keep the copy), and
+  every column block of gossip writes its last product into the parameter matrix. On the
+  Fashion-MNIST MLP (128 hidden units, 16 nodes) a step's weight gradients took 4.6 ms instead
+  of 9.4 ms; quick-fmnist with `--jobs 2`, three alternating pairs against commit d80b9f6:
+  71.9 / 74.9 / 78.3 s against 88.8 / 96.1 / 98.3 s (0.78-0.81x), its 231 records and
+  quick-digits-q's 816 bitwise the same. The digits MLP's layers (64x64, 10x64) stay below
+  the threshold, and quick-digits-q's time did not change measurably.
+* **Fifth pass (wider groups where the step is small).** On the Intel Xeon host of the sweep
+  tables below, a group of 4 digits-MLP replicas spent about half its step outside the
+  kernels (sampled with py-spy: about 190 operator calls per step, each with its dispatch), so
+  a group's cost grew far less than its width: one group of quick-digits-q runs alone took
+  0.93 s per run with 4 replicas, 0.85 with 6, 0.79 with 8 and 0.73 with 12. Groups now hold up
+  to 12 runs where a run's step is mostly fixed cost (its arithmetic under
+  `packs.STEP_OVERHEAD_S` at `packs.CORE_FLOPS`: the digits MLPs) and at most 4 otherwise
+  (quick-fmnist's 784-128-10 MLP: groups of 6 were no faster per run than groups of 4), in
+  chunks of near-equal size. Whole sweeps, `--jobs 2`, stores bitwise equal: quick-digits-q
+  24.3 / 23.4 s with groups of at most 4 against 19.5 / 18.8 s with 12, quick-digits-hetero
+  28.9 -> 23.8 s, quick-digits-scale 31.8 -> 29.1 s; quick-digits-lr plans groups of 5 either
+  way (36.6 / 36.2 s). Tried and not kept (no gain beyond this host's noise, in place in a
+  group of 12): the direct weight-gradient write for the 64x64 layer (0.78x the time alone,
+  8.54-8.89 s against 8.64-8.73 s per group), and gossip as one product with W's column of
+  ones (8.68-8.76 s against 8.63-9.07 s). Start-up: a sweep's first run starts about 1.8 s after
+  the command; a sweep process that does not import torch (tried with stand-ins) started it
+  about 0.3 s earlier, within the spread of whole sweeps, so the refactor was not made.
 * **Against the 3x target.** Paired with the code before issue 18 (commit 7c75381), the two
-  alternating, 3 repeats each: quick-digits-q is 2.88x faster idle (2.69-2.91) and about 2.6x
-  beside two busy processes (the tables below): close to, but not, 3x. Against the issue's
-  "57 s" the idle sweep (about 15 s) is 3.8x faster, but the pre-issue code measured here takes
-  42-46 s idle, so that compares unlike conditions. What is left in a group step is mostly
-  arithmetic: the products of forward/backward and of dense W^Q gossip are about 60% of it;
-  evaluation is about 12% of a run (16 node models on 1,360 samples at 17 points); another
-  1.05-1.1x would need less arithmetic (fewer evaluated samples, sparse products for the few
-  sparse W^Q), which changes what is computed or helps few runs.
+  alternating, 3 repeats each, on the Intel Xeon host (tables below): quick-digits-q is 2.94x
+  faster idle (2.86-2.99) and 2.66x beside two busy processes (2.56-2.73): close to, but not,
+  3x. On the AMD EPYC host of the earlier passes (groups of at most 4) it was 2.88x idle and
+  2.64x busy; the same benchmark on the Xeon at commit ee9aa3d gave 2.56x idle. Against the
+  issue's "57 s" (measured on the EPYC host) the idle sweep here (21.8 s) is 2.6x faster, but
+  the pre-issue code measured here takes 62-65 s idle, so the paired figure is the one that
+  counts. What is left
+  in a group step is mostly arithmetic and memory passes over the `[R, m, d]` matrices: the
+  products of forward/backward and of dense W^Q gossip, the centring of gossip (mean,
+  subtraction), the SGD update; evaluation is about 15% of a group of 12 (6.9 ms per replica
+  and evaluation: 16 node models on 1,360 samples and the averaged model on 1,640, at about
+  50 GFLOP/s). Another 1.05x would need less arithmetic (fewer evaluated samples, or gossip
+  without centring, which keeps the average exact to about 1e-6 over 24,000 float32 rounds),
+  which changes what is computed.
 """
 
 
