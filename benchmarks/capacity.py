@@ -495,8 +495,9 @@ CHANGES = """### What changed for issue 18
   0.93 s per run with 4 replicas, 0.85 with 6, 0.79 with 8 and 0.73 with 12. Groups now hold up
   to 12 runs where a run's step is mostly fixed cost (its arithmetic under
   `packs.STEP_OVERHEAD_S` at `packs.CORE_FLOPS`: the digits MLPs) and at most 4 otherwise
-  (quick-fmnist's 784-128-10 MLP: groups of 6 were no faster per run than groups of 4), in
-  chunks of near-equal size. Whole sweeps, `--jobs 2`, stores bitwise equal: quick-digits-q
+  (quick-fmnist's 784-128-10 MLP: groups of 6 were no faster per run than groups of 4; its
+  18 runs keep chunks of 4,4,4,4,2: near-equal chunks 4,4,4,3,3 took 95.4 s and six of 3
+  took 92.5 s, against 81.9-84.2 s). Whole sweeps, `--jobs 2`, stores bitwise equal: quick-digits-q
   24.3 / 23.4 s with groups of at most 4 against 19.5 / 18.8 s with 12, quick-digits-hetero
   28.9 -> 23.8 s, quick-digits-scale 31.8 -> 29.1 s; quick-digits-lr plans groups of 5 either
   way (36.6 / 36.2 s). Tried and not kept (no gain beyond this host's noise, in place in a

