@@ -115,13 +115,9 @@ class busy:
 
 def host() -> str:
     """The CPU model and core count, for figures that depend on the machine."""
-    model = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores"
+    from harness import cpu_model  # (imports torch: only when a figure is written)
+
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def condition(n: int) -> str:

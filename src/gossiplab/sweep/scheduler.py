@@ -81,8 +81,12 @@ def plan_groups(points: list[SweepPoint], slots: int, max_replicas: int | None =
             [p.config.topology.model_dump(mode="json"), p.config.algorithm.model_dump(mode="json"),
              p.config.engine.fuse_gossip], sort_keys=True))
         n = len(members)
-        width = max(1, max_replicas if max_replicas is not None
-                    else group_width(members[0]) if n > 1 else 1)
+        if max_replicas is not None:
+            width = max(1, max_replicas)
+        elif n > 1:
+            width = group_width(members[0])
+        else:  # a lone run: no width to choose (and no model built for its flop estimate)
+            width = 1
         # at least two chunks per worker: a worker that finishes early, or another sweep sharing
         # the store, still finds a chunk to claim
         per_slot = max(2, -(-n // (max(1, slots) * width)))
