@@ -167,3 +167,37 @@ def test_the_program_imports_with_the_collector_paused_then_turns_it_on(monkeypa
         assert ("gossiplab.run.runner", True) in seen
     finally:
         gc.unfreeze()
+
+
+def test_sweep_starts_its_workers_fork_server_before_the_parser_imports(monkeypatch):
+    """`gossiplab sweep` with local workers starts the fork server before the CLI builds its
+    parser (whose imports the server's then overlap); a dry run, help or another executor does
+    not start it early."""
+    from gossiplab import cli
+    from gossiplab.commands import sweep as sweep_cmd
+    from gossiplab.sweep import executors
+
+    order = []
+    monkeypatch.setattr(executors, "warm_up", lambda: order.append("warm_up"))
+    real_build = cli.build_parser
+
+    def build():
+        order.append("parser")
+        return real_build()
+
+    monkeypatch.setattr(cli, "build_parser", build)
+    try:
+        monkeypatch.setattr(sys, "argv", ["gossiplab", "sweep", "no-such-file.toml", "--jobs", "0"])
+        assert cli.main() == 2  # (refused after the early start: the server just exits with us)
+        assert order[:2] == ["warm_up", "parser"], order
+    finally:
+        import gc
+
+        gc.unfreeze()
+    for argv, started in ((["f.toml"], True), (["f.toml", "--executor", "local"], True),
+                          (["f.toml", "--executor=local"], True), (["f.toml", "--dry-run"], False),
+                          (["--help"], False), (["f.toml", "--executor", "ray"], False),
+                          (["f.toml", "--executor=ray"], False), (["f.toml", "--executor"], False)):
+        order.clear()
+        sweep_cmd.start_early(argv)
+        assert (order == ["warm_up"]) is started, argv

@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     debug = "--debug" in argv
     with _collector_paused(as_program):
+        if as_program and argv and f"gossiplab.commands.{argv[0]}" in COMMAND_MODULES:
+            # a command may start slow background work (sweep: its workers' imports) before the
+            # parser's imports; only as the program (callers in a process keep their own state)
+            module = importlib.import_module(f"gossiplab.commands.{argv[0]}")
+            if hasattr(module, "start_early"):
+                module.start_early(argv[1:])
         parser = build_parser()
         args = parser.parse_args(argv)
         for name in getattr(sys.modules.get(getattr(args.func, "__module__", "")), "PRELOAD", ()):

