@@ -87,3 +87,31 @@ def test_a_million_rounds_is_cheap_and_warned(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepare(load_config(None, ["algorithm.gossip_steps=64"]))  # a sensible Q: no warning
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_centred_product_is_w_times_x_per_replica_also_in_place(sparse):
+    """The operator form the mixer makes (dense [W | 1], or sparse block-diagonal W) times each
+    replica's block equals W x to float rounding, written in place too; dense per-replica
+    operators (one W per replica, as stacked replicas use) as well."""
+    from gossiplab.engine.mixing import centred_product
+
+    topo = build_topology("torus", 16)
+    mixer = MatrixMixer(topo, replicas=3, sparse=sparse)
+    op = mixer.operator(0)
+    assert op.is_sparse == sparse and (sparse or tuple(op.shape) == (16, 17))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 16, 40, generator=g, dtype=torch.float64).float() + 5.0
+    w = torch.as_tensor(topo.matrix(0), dtype=torch.float64)
+    want = torch.einsum("kl,rlj->rkj", w, x.double())
+    got = centred_product(op, x.clone())
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+    inplace = x.clone()
+    centred_product(op, inplace, out=inplace)
+    torch.testing.assert_close(inplace, got, rtol=0, atol=0)
+    if not sparse:
+        per = torch.stack([op, MatrixMixer(build_topology("ring", 16)).operator(0), op])
+        got = centred_product(per, x.clone())
+        ring = torch.as_tensor(build_topology("ring", 16).matrix(0), dtype=torch.float64)
+        torch.testing.assert_close(got[1].double(), ring @ x[1].double(), rtol=0, atol=1e-5)
+        torch.testing.assert_close(got[0], centred_product(op, x[:1].clone())[0], rtol=0, atol=0)
