@@ -502,21 +502,41 @@ CHANGES = """### What changed for issue 18
   ones (8.68-8.76 s against 8.63-9.07 s). Start-up: a sweep's first run starts about 1.8 s after
   the command; a sweep process that does not import torch (tried with stand-ins) started it
   about 0.3 s earlier, within the spread of whole sweeps, so the refactor was not made.
+* **Sixth pass (gossip in place, one product).** A group of 12 replicas of quick-digits-q
+  spent a third of its gossip gathering and scattering rows: replicas that do not gossip (Q = 0)
+  sat between those that do, so the batched product ran on a copy (`params[rows]`) written
+  back afterwards. The rounds now run in place on each run of consecutive gossiping replicas
+  (that group: gossip 1.66 s instead of 3.0-3.2 s, the group 8.1 s instead of 9.4-10.1 s).
+  Gossip then centres on node 0's row instead of the column means (W x = c + W (x - c) holds for
+  any row c: a pass over `[R, m, d]` fewer, the same drift of the average, 0.8-3.1e-6 over
+  24,000 float32 rounds), and c enters the product through a column of ones, `[W | 1]` times
+  `[x - c; c]`, instead of `baddbmm`'s copy of c into the output (a step of 12 replicas:
+  4.39 ms instead of 4.67 ms, 8 of 8 alternating blocks; the same bits as `baddbmm`). The
+  evaluation's and training's ReLU runs in place on the product before it (0.19 ms instead of
+  0.38 ms for 16 models x 64 units x 1,000 samples). `gossiplab sweep` starts its workers' fork
+  server before the CLI builds its parser (`start_early`): the first runs start 1.7 s after the
+  command instead of 2.0-2.3 s. With the `[W | 1]` product quick-digits-q's 816 records are
+  bitwise those of `baddbmm`; running in place changes no arithmetic (each block is the same
+  product); centring on a row changes the last bits of every gossiping run (all paths compute
+  them the same way: grouped still equals one by one, bitwise).
+  Tried and not kept: the direct weight-gradient write for the 64x64 layer again (4.52 against
+  4.53 ms per step, alternating), pinning each worker to a core beside two busy processes
+  (46.6 / 49.2 s pinned against 44.6 / 47.2 s), and SGD update and gossip done replica block
+  by replica block to stay in the 2 MB L2 cache (no steady gain).
 * **Against the 3x target.** Paired with the code before issue 18 (commit 7c75381), the two
-  alternating, 3 repeats each, on the Intel Xeon host (tables below): quick-digits-q is 2.94x
-  faster idle (2.86-2.99) and 2.66x beside two busy processes (2.56-2.73): close to, but not,
-  3x. On the AMD EPYC host of the earlier passes (groups of at most 4) it was 2.88x idle and
-  2.64x busy; the same benchmark on the Xeon at commit ee9aa3d gave 2.56x idle. Against the
-  issue's "57 s" (measured on the EPYC host) the idle sweep here (21.8 s) is 2.6x faster, but
-  the pre-issue code measured here takes 62-65 s idle, so the paired figure is the one that
-  counts. What is left
-  in a group step is mostly arithmetic and memory passes over the `[R, m, d]` matrices: the
-  products of forward/backward and of dense W^Q gossip, the centring of gossip (mean,
-  subtraction), the SGD update; evaluation is about 15% of a group of 12 (6.9 ms per replica
-  and evaluation: 16 node models on 1,360 samples and the averaged model on 1,640, at about
-  50 GFLOP/s). Another 1.05x would need less arithmetic (fewer evaluated samples, or gossip
-  without centring, which keeps the average exact to about 1e-6 over 24,000 float32 rounds),
-  which changes what is computed.
+  alternating, 3 repeats each, on the Intel Xeon host (tables below): quick-digits-q is 3.45x
+  faster idle (3.42-3.55; 66.1 s -> 19.2 s) and 3.16x beside two busy processes (3.10-3.36;
+  113.4 s -> 36.5 s). The fifth pass had 2.94x and 2.66x on that host, and an hour earlier
+  in this pass, before the `[W | 1]` product and the early fork server, the same benchmark gave
+  3.27x idle and 3.00x busy. Against the issue's "57 s" (measured on the AMD EPYC host, where
+  the pre-issue code was faster than the 64-70 s it takes on this one) the idle median here is
+  2.97x; the paired figure is the one that compares like with like. What is left in a group
+  step is arithmetic and memory passes over the `[R, m, d]` matrices (the products of
+  forward/backward and gossip, gossip's subtraction of c, the SGD update, the copies of small
+  layers' weight gradients) and evaluation, about 17% of a group of 12 (layer-1 products of 16
+  models on 1,000 samples run at about 90 GFLOP/s on this core). Start-up beside two busy
+  processes stays above 1.5 s: its CPU time is 1.32 s, of which torch's import is about 0.9 s,
+  and the process gets about 70% of a core.
 """
 
 
