@@ -59,7 +59,8 @@ class DataConfig(Section):
     partition: str = Field(
         "dirichlet", description="iid | dirichlet | stratified_dirichlet (S keeps the training "
         "set's label mix; node sizes differ) | shards")
-    alpha: float = Field(0.3, gt=0, description="Dirichlet concentration; smaller = more label skew.")
+    alpha: float = Field(0.3, gt=0, allow_inf_nan=False,
+                         description="Dirichlet concentration; smaller = more label skew.")
     shards_per_node: int = Field(2, ge=1, description="Shards (about classes) per node, for 'shards'.")
     samples_per_node: int | None = Field(
         None, ge=1, description="n: exact samples per node; unset = use all training data."

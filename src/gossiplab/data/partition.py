@@ -74,6 +74,17 @@ def iid(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | None = No
     return list(np.array_split(perm, m))
 
 
+def _proportions(rng: np.random.Generator, alpha: float, k: int) -> np.ndarray:
+    """Dir(alpha) proportions over k parts. numpy's draw overflows for alpha near the largest
+    float (about 1e308: all zeros or NaN, which the splits below would turn into a silently
+    wrong partition or a traceback): refused in one line instead."""
+    p = rng.dirichlet(alpha * np.ones(k))
+    if not (np.isfinite(p).all() and abs(float(p.sum()) - 1.0) < 1e-6):
+        raise ConfigError(f"data.alpha = {alpha:g} is too large for a Dirichlet draw (it "
+                          "overflows); from about 1e3 on the split is already close to IID")
+    return p
+
+
 def dirichlet(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | None = None,
               alpha: float = 0.5, num_classes: int | None = None, **_: object) -> list[np.ndarray]:
     """Dirichlet(alpha) label skew.
@@ -91,7 +102,7 @@ def dirichlet(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | Non
         for _attempt in range(1000):
             parts: list[list[np.ndarray]] = [[] for _ in range(m)]
             for idx in by_class:
-                p = rng.dirichlet(alpha * np.ones(m))
+                p = _proportions(rng, alpha, m)
                 cuts = (np.cumsum(p)[:-1] * len(idx)).astype(int)
                 for k, chunk in enumerate(np.split(idx, cuts)):
                     parts[k].append(chunk)
@@ -106,7 +117,7 @@ def dirichlet(labels: np.ndarray, m: int, rng: np.random.Generator, n: int | Non
     counts = np.array([len(x) for x in left], dtype=np.float64)
     nodes = []
     for _k in range(m):
-        q = rng.dirichlet(alpha * np.ones(c))
+        q = _proportions(rng, alpha, c)
         take = np.zeros(c, dtype=int)
         need = n
         while need > 0:
