@@ -249,18 +249,23 @@ class ReplicaSimulator(TrainingEngine):
         for end in range(1, len(rows) + 1):
             if end < len(rows) and rows[end] == rows[end - 1] + 1:
                 continue
-            block = plans[start:end]
-            ops = []
-            for q in range(len(block[0])):
-                key = tuple(id(p[q]) for p in block)
-                op = self._stacked_ops.get(key)
-                if op is None:
-                    if len(self._stacked_ops) > 256:
-                        self._stacked_ops.clear()
-                    op = self._stacked_ops[key] = torch.stack([p[q] for p in block])
-                ops.append(op)
-            centred_rounds_(ops, params[rows[start]:rows[end - 1] + 1], width)
+            centred_rounds_(self._stacked(plans[start:end]),
+                            params[rows[start]:rows[end - 1] + 1], width)
             start = end
+
+    def _stacked(self, plans: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        """Round q's operators of ``plans`` (one plan per replica) stacked [replicas, ...], for
+        every q; kept while the same operators come back (every iteration, for a fixed W)."""
+        ops = []
+        for q in range(len(plans[0])):
+            key = tuple(id(p[q]) for p in plans)
+            op = self._stacked_ops.get(key)
+            if op is None:
+                if len(self._stacked_ops) > 256:
+                    self._stacked_ops.clear()
+                op = self._stacked_ops[key] = torch.stack([p[q] for p in plans])
+            ops.append(op)
+        return ops
 
     def replica_params(self, r: int = 0) -> torch.Tensor:
         return self.parts[r].stack.params
