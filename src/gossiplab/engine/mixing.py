@@ -75,8 +75,8 @@ def centred_product(op: torch.Tensor, xr: torch.Tensor, out: torch.Tensor | None
     same bits."""
     if op.is_sparse:
         c = xr[:, :1].clone()
-        y = torch.sparse.mm(op, (xr - c).flatten(0, 1)).unflatten(0, xr.shape[:2]).add_(c)
-        return y if out is None else out.copy_(y)
+        y = torch.sparse.mm(op, (xr - c).flatten(0, 1)).unflatten(0, xr.shape[:2])
+        return y.add_(c) if out is None else torch.add(y, c, out=out)  # (one pass, not two)
     r, m, w = xr.shape
     stacked = xr.new_empty(r, m + 1, w)
     torch.sub(xr, xr[:, :1], out=stacked[:, :m])
