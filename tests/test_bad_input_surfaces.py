@@ -117,6 +117,16 @@ CONFIG_TEXTS = {
     "section as a number": "optim = 3\n",
     "not UTF-8": b"[optim]\nlr = 0.1 # \xff\xfe\n",
     "huge file": "#" * (2 << 20) + "\n",
+    "integer of 5,000 digits": "[train]\niterations = " + "9" * 5000 + "\n",
+    "iterations 1e50": "[train]\niterations = " + "1" + "0" * 50 + "\n",
+    "q_early 1e12": '[algorithm]\nname = "q_schedule"\nq_schedule = "decreasing"\nq_early = 1000000000000\n',
+    "consensus_cap 1e12": '[algorithm]\nname = "consensus_q"\nconsensus_cap = 1000000000000\n',
+    "compute_seconds inf": "[network]\ncompute_seconds = inf\n",
+    "wan_latency 1e308": "[network]\nwan_latency = 1e308\n",
+    "synthetic_noise inf": '[data]\ndataset = "synthetic"\nsynthetic_noise = inf\n',
+    "weight_decay 1e308": "[optim]\nweight_decay = 1e308\n",
+    "record_points 1e12": "[stability]\nrecord_points = 1000000000000\n",
+    "hessian_points 1e12": "[stability]\nhessian_points = 1000000000000\n",
 }
 
 
@@ -147,6 +157,8 @@ SET_VALUES = [
     "data.synthetic_train=10000000000", "algorithm.gossip_steps=1000000000", "topology.nodes=10000000",
     "stability.perturbations=1000000000", "optim.lr=fast", "topology.nodes=2.5", "optim.lr.x=3",
     "novalue", "a..b=1", "topology.name=file", "topology.edge_file=/dev/zero",
+    "train.iterations=" + "9" * 5000, "train.iterations=" + "9" * 50,
+    "network.compute_seconds=inf", "stability.reference_iterations=1000000000000000",
 ]
 
 
@@ -238,6 +250,15 @@ SWEEP_TEXTS = {
     "not UTF-8": b'[sweep]\nname = "\xff"\n',
     "config pointing at /dev/zero": '[sweep]\nname = "s"\nconfig = "/dev/zero"\n',
     "invalid TOML": "[sweep\n",
+    "empty [[zip]]": '[sweep]\nname = "s"\n' + TINY + '[grid]\n"optim.lr" = [0.1]\n[[zip]]\n',
+    "seed_keys a number": '[sweep]\nname = "s"\nseed_keys = 5\n' + TINY,
+    "config a number": '[sweep]\nname = "s"\nconfig = 5\n' + TINY,
+    "base a number": 'base = 5\n[sweep]\nname = "s"\n',
+    "name a table": '[sweep]\nname = {a = 1}\n' + TINY,
+    "one axis twice": '[sweep]\nname = "s"\n' + TINY + '[grid]\n"optim.lr" = [0.1]\n'
+                      'optim.lr = [0.2, 0.3]\n',
+    "integer of 5,000 digits": '[sweep]\nname = "s"\n' + TINY + '[grid]\n"train.iterations" = ['
+                               + "9" * 5000 + "]\n",
 }
 
 
@@ -283,6 +304,17 @@ def test_bad_topology_files(capsys, tmp_path, which, kind):
     call(capsys, ["run", "--quiet", "--out", str(out), "--set", "topology.name=file",
                   "--set", "topology.nodes=4", "--set", f"topology.{key}='{path}'"], "topology files",
          out=out)
+
+
+def test_a_matrix_file_of_strings_is_refused_without_its_entries(capsys, tmp_path):
+    """numpy's own message quotes the entry it could not convert: never shown."""
+    import numpy as np
+
+    path = tmp_path / "w.npy"
+    np.save(path, np.array([[SECRET, "a"], ["b", "c"]]))
+    _, err, _ = call(capsys, ["topology", "file", "--nodes", "2", "--matrix-file", str(path)],
+                     "topology files")
+    assert "not numeric" in err
 
 
 @SETTINGS
@@ -338,6 +370,16 @@ STORE_DAMAGE = {
     "table metrics dropped": "DROP TABLE metrics",
     "table summaries dropped": "DROP TABLE summaries",
     "table sweeps dropped": "PRAGMA foreign_keys=OFF; DROP TABLE sweep_runs; DROP TABLE sweeps",
+    "schema version not a number": "UPDATE meta SET value = 'abc' WHERE key = 'schema_version'",
+    "runs.config a number": "UPDATE runs SET config = '5' WHERE rowid = 1",
+    "runs.config empty": "UPDATE runs SET config = '{}' WHERE rowid = 1",
+    "runs.config section a number": "UPDATE runs SET config = '{\"topology\": 5}' WHERE rowid = 1",
+    "metrics.record a list": "UPDATE metrics SET record = '[]' WHERE rowid = 1",
+    "metrics.record iteration text": "UPDATE metrics SET record = '{\"iteration\": \"abc\"}' WHERE rowid = 1",
+    "metrics.record scores a number": "UPDATE metrics SET record = '{\"avg_model\": 5}' WHERE rowid = 1",
+    "summaries.summary a number": "UPDATE summaries SET summary = '3' WHERE rowid = 1",
+    "runs.created text": "UPDATE runs SET created = 'zz' WHERE rowid = 1",
+    "runs.lease_until text": "UPDATE runs SET lease_until = 'abc' WHERE rowid = 1",
 }
 STORE_COMMANDS = {
     "report": lambda d, db: ["report", str(db), "--out", str(d / "rep")],
@@ -533,6 +575,40 @@ def test_damaged_stability_folders_for_theory(capsys, tmp_path, stability_run, d
 def test_command_line_mistakes_are_one_line(capsys, argv):
     """argparse prints its usage before the error; gossiplab's parser says it in one line."""
     call(capsys, argv, "config files and --set")
+
+
+@pytest.mark.parametrize("option", [["--jobs", "100000"], ["--threads", "100000"], ["--lease", "nan"],
+                                    ["--lease", "inf"], ["--lease", "1e308"], ["--lease", "3"],
+                                    ["--seeds", "1000000"]])
+def test_sweep_options_out_of_range(capsys, tmp_path, option):
+    """Refused up front, --dry-run too (100,000 workers ran out of files; --seeds counts with
+    the grid: 10 values x 10^6 seeds expanded 10^7 points before)."""
+    f = tmp_path / "s.toml"
+    f.write_text('[sweep]\nname = "s"\n' + TINY + '[grid]\n"optim.lr" = '
+                 + str([0.1 * i for i in range(1, 11)]) + "\n")
+    db = tmp_path / "r.sqlite"
+    _, err, _ = call(capsys, ["sweep", str(f), "--db", str(db), "--dry-run", *option], "sweep files")
+    assert option[0] in err
+    assert not db.exists()
+
+
+def test_where_one_does_not_select_true(capsys, tmp_path):
+    """1 == True in Python; as a sweep value 1 is not true."""
+    f = tmp_path / "s.toml"
+    f.write_text('[sweep]\nname = "s"\n' + TINY + '[grid]\n"data.augment" = [true, false]\n')
+    _, err, _ = call(capsys, ["sweep", str(f), "--dry-run", "--db", str(tmp_path / "r.sqlite"),
+                              "--where", "data.augment=1"], "sweep files")
+    assert "not among its values" in err
+
+
+@pytest.mark.parametrize("command", ["run", "report", "sweep"])
+def test_a_file_name_too_long_is_one_line(capsys, tmp_path, command):
+    long = tmp_path / ("c" * 300)
+    argv = {"run": ["run", "--quiet", "--set", "train.iterations=2", "--out", str(long)],
+            "report": ["report", f"{long}.sqlite"],
+            "sweep": ["sweep", "--pack", "quick-digits-q", "--dry-run", "--db", f"{long}.sqlite"]}
+    _, err, _ = call(capsys, argv[command], "config files and --set")
+    assert "too long" in err and len(err) < 300
 
 
 def test_stability_perturbations_bounded(capsys, tmp_path):

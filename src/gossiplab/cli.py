@@ -5,6 +5,7 @@ traceback)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import importlib
 import os
@@ -128,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         from gossiplab.sweep.store import safe_sqlite_message
 
         _error_line(f"a results store is damaged or unreadable ({safe_sqlite_message(e)})")
+        return 2
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        if debug:  # a path the OS refuses by length, wherever the command first touched it
+            traceback.print_exc()
+        name = str(e.filename or "")
+        shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]} ({len(name)} characters)"
+        _error_line(f"file name too long for this system: {shown!r}")
         return 2
     except KeyboardInterrupt:
         print("gossiplab: interrupted", file=sys.stderr)

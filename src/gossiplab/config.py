@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import tomllib
 import types
 import typing
@@ -22,6 +23,8 @@ from gossiplab.errors import ConfigError, closest, shown
 PositiveInt = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]  # torch and NumPy seeds: 64-bit
 MAX_GOSSIP_STEPS = 10**6  # Q: beyond this no run finishes; bounded before anything is built
+MAX_ITERATIONS = 10**9  # T: likewise (a billion tiny steps already take days)
+MAX_SECONDS = 1e6  # a modeled latency or step time: finite, under twelve days
 MAX_THREADS = 1024
 
 
@@ -84,7 +87,8 @@ class DataConfig(Section):
         if len(v) not in (1, 3) or min(v) < 1:
             raise ValueError("must be [C, H, W] (or [D]) with positive entries")
         return v
-    synthetic_noise: float = Field(1.0, ge=0, description="Synthetic data: within-class noise.")
+    synthetic_noise: float = Field(1.0, ge=0, le=1e6, allow_inf_nan=False,
+                                   description="Synthetic data: within-class noise.")
 
 
 class TopologyConfig(Section):
@@ -127,7 +131,8 @@ class OptimConfig(Section):
     gamma: float = Field(0.1, gt=0, le=1, description="Step schedule: decay factor.")
     momentum: float = Field(0.0, ge=0, lt=1, description="Heavy-ball momentum (per node).")
     nesterov: bool = Field(False, description="Nesterov momentum.")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient.")
+    weight_decay: float = Field(0.0, ge=0, le=1e6, allow_inf_nan=False,
+                                description="L2 penalty added to the gradient.")
     batch_size: int = Field(16, ge=1, description="b: mini-batch size per node per iteration.")
 
 
@@ -166,17 +171,20 @@ class AlgorithmConfig(Section):
         "q_switch * T, q_late after; decreasing: from q_early down to Q, linearly over T; "
         "early: q_early before q_switch * T, Q after.",
     )
-    q_early: int = Field(4, ge=0, description="Q_t at the start for the 'decreasing' and 'early' "
+    q_early: int = Field(4, ge=0, le=MAX_GOSSIP_STEPS,
+                         description="Q_t at the start for the 'decreasing' and 'early' "
                          "schedules.")
-    q_late: int = Field(4, ge=0, description="Q_t after the switch for the 'step' schedule.")
+    q_late: int = Field(4, ge=0, le=MAX_GOSSIP_STEPS,
+                        description="Q_t after the switch for the 'step' schedule.")
     q_switch: float = Field(0.5, ge=0, le=1, description="Fraction of T at which 'step' and "
                             "'early' switch Q.")
     consensus_target: float = Field(
-        1e-3, gt=0,
+        1e-3, gt=0, allow_inf_nan=False,
         description="For consensus_q: gossip rounds continue until the consensus distance "
         "(1/m) sum_k ||x_k - xbar||^2 is at most this (Kong et al. 2021).",
     )
-    consensus_cap: int = Field(16, ge=0, description="For consensus_q: at most this many gossip "
+    consensus_cap: int = Field(16, ge=0, le=MAX_GOSSIP_STEPS,
+                               description="For consensus_q: at most this many gossip "
                                "rounds per iteration.")
     compressor: str = Field(
         "top_k", description="For choco: identity | top_k | random_k | quantize8 (8-bit)."
@@ -195,7 +203,8 @@ class AlgorithmConfig(Section):
 class TrainConfig(Section):
     """Length of training."""
 
-    iterations: int = Field(1500, ge=1, description="T: iterations (each = local step + Q gossip).")
+    iterations: int = Field(1500, ge=1, le=MAX_ITERATIONS,
+                            description="T: iterations (each = local step + Q gossip).")
 
 
 class EvalConfig(Section):
@@ -266,7 +275,7 @@ class NetworkConfig(Section):
     2 (m-1)/m payload / bandwidth), for a data-center and a wide-area network."""
 
     compute_seconds: float = Field(
-        0.002, ge=0,
+        0.002, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
         description="Compute time of one iteration (one node's gradient and update; nodes work "
         "in parallel). Set it from a benchmark of the model on the target hardware.",
     )
@@ -276,12 +285,16 @@ class NetworkConfig(Section):
         "gradient + update per iteration, divided by the node batches the process computes (a "
         "timing, so the modeled time is then not reproducible).",
     )
-    datacenter_latency: float = Field(5e-5, ge=0, description="Data-center network: seconds "
+    datacenter_latency: float = Field(5e-5, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+                                      description="Data-center network: seconds "
                                       "per message (one-way latency).")
-    datacenter_bandwidth: float = Field(1.25e9, gt=0, description="Data-center network: bytes "
+    datacenter_bandwidth: float = Field(1.25e9, gt=0, allow_inf_nan=False,
+                                        description="Data-center network: bytes "
                                         "per second per link (10 Gbit/s).")
-    wan_latency: float = Field(0.05, ge=0, description="Wide-area network: seconds per message.")
-    wan_bandwidth: float = Field(1.25e7, gt=0, description="Wide-area network: bytes per second "
+    wan_latency: float = Field(0.05, ge=0, le=MAX_SECONDS, allow_inf_nan=False,
+                               description="Wide-area network: seconds per message.")
+    wan_bandwidth: float = Field(1.25e7, gt=0, allow_inf_nan=False,
+                                 description="Wide-area network: bytes per second "
                                  "per link (100 Mbit/s).")
 
 
@@ -297,15 +310,15 @@ class StabilityConfig(Section):
     )
     seed: Seed = Field(0, description="Seed for drawing perturbations (j, i) and fresh samples.")
     record_points: int = Field(
-        24, ge=2, description="Log-spaced iterations at which twin distances are recorded."
+        24, ge=2, le=10**5, description="Log-spaced iterations at which twin distances are recorded."
     )
     hessian_points: int = Field(
-        4, ge=0, description="Evenly spaced iterations where beta (top Hessian eigenvalue) is "
+        4, ge=0, le=10**4, description="Evenly spaced iterations where beta (top Hessian eigenvalue) is "
         "estimated; 0 = off.",
     )
-    power_iterations: int = Field(30, ge=1, description="Power iterations per beta estimate.")
+    power_iterations: int = Field(30, ge=1, le=10**5, description="Power iterations per beta estimate.")
     reference_iterations: int | None = Field(
-        None, ge=0, description="Centralized reference run for optimization/excess error; "
+        None, ge=0, le=MAX_ITERATIONS, description="Centralized reference run for optimization/excess error; "
         "unset = 4 x train.iterations, 0 = off.",
     )
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of confidence intervals.")
@@ -414,7 +427,7 @@ def _format_validation(e: ValidationError) -> str:
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"])
         got = err.get("input")
-        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        got_s = "" if isinstance(got, dict) else f" (got {shown(repr(got), 80)})"
         msg = err["msg"].removeprefix("Value error, ")
         msgs.append(shown(f"config {loc}: {msg}{got_s}"))
     return "; ".join(msgs)
@@ -436,7 +449,7 @@ def parse_value(text: str) -> Any:
     """A --set value: TOML syntax (numbers, booleans, [lists], "strings"), else a bare string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # (ValueError: also an integer of over 4,300 digits)
         return text
 
 
@@ -476,6 +489,9 @@ def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError:  # Python's limit on converting long digit strings to int
+        raise ConfigError(f"{path}: invalid TOML: an integer of more than "
+                          f"{sys.get_int_max_str_digits()} digits") from None
 
 
 def _without(raw: dict[str, Any], keys: list[list[str]]) -> dict[str, Any]:

@@ -45,10 +45,14 @@ class PeerLost(UserError):
         self.rank = rank
 
 
-def shown(text: Any) -> str:
-    """User text for a one-line message: control characters (newlines...) escaped."""
+def shown(text: Any, limit: int = 300) -> str:
+    """User text for a one-line message: control characters (newlines...) escaped, and text
+    over ``limit`` characters cut in the middle (a 5,000-digit value is not worth a screen)."""
     s = str(text)
-    return s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
+    s = s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
+    if len(s) > limit:
+        s = f"{s[:limit - 60]}...[{len(s):,} characters]...{s[-30:]}"
+    return s
 
 
 def closest(name: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:

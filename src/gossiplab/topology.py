@@ -244,8 +244,9 @@ def validate_mixing_matrix(
         raise TopologyError(f"{what} is not real-valued (complex entries)")
     try:
         w = np.asarray(w, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise TopologyError(f"{what} is not numeric: {e}") from None
+    except (TypeError, ValueError):  # (numpy's message quotes the entry: never a file's contents)
+        kind = getattr(getattr(w, "dtype", None), "name", type(w).__name__)
+        raise TopologyError(f"{what} is not numeric (entries of type {kind})") from None
     if w.ndim != 2 or w.shape[0] != w.shape[1]:
         raise TopologyError(f"{what} is not square: shape {tuple(w.shape)}")
     m = w.shape[0]

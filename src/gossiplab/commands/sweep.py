@@ -104,14 +104,21 @@ def sweep_from_args(args):
     return spec
 
 
+MAX_JOBS = 128  # local worker processes: beyond this the machine runs out of processes or files
+MAX_LEASE = 7 * 24 * 3600.0  # a week: a claim on a run is renewed well within its lease
+
+
 def _refused_option(args) -> str | None:
     """Why --jobs, --threads or --lease is refused, or None."""
-    if args.jobs is not None and args.jobs < 1:
-        return "--jobs must be >= 1"
-    if args.threads is not None and args.threads < 1:
-        return "--threads must be >= 1"
-    if args.lease and args.lease < 5:  # (0 means the default, as --lease always did)
-        return "--lease must be at least 5 seconds"
+    from gossiplab.config import MAX_THREADS
+
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+        return f"--jobs must be between 1 and {MAX_JOBS} (one worker process each)"
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        return f"--threads must be between 1 and {MAX_THREADS}"
+    if args.lease is not None and not (args.lease == 0 or 5 <= args.lease <= MAX_LEASE):
+        # (0 means the default, as --lease always did; nan fails every comparison)
+        return f"--lease must be between 5 and {MAX_LEASE:.0f} seconds"
     return None
 
 
@@ -133,11 +140,11 @@ def run(args) -> int:
     if args.db is None:
         args.db = f"{args.pack.rsplit('/', 1)[-1].removesuffix('.toml')}.sqlite" if args.pack \
             else "results.sqlite"
+    if refused is not None:
+        raise UserError(refused)
     exp = spec.expand()
     if args.dry_run:
         return _dry_run(spec, exp, args.db)
-    if refused is not None:
-        raise UserError(refused)
     lease = args.lease or DEFAULT_LEASE
     jobs = args.jobs if args.jobs is not None or args.executor == "ray" else 1
     executor = make_executor(args.executor, jobs=jobs, threads=args.threads, address=args.address)

@@ -223,20 +223,25 @@ class SweepSpec:
                 listed = ", ".join(sorted(axes)) or "none"
                 raise ConfigError(f"--where {shown(key)}: not an axis of this sweep (axes: {listed})")
             values = grid[key] if key in grid else next(z[key] for z in zips if key in z)
-            missing = [w for w in wanted if w not in values]
+            missing = [w for w in wanted if not any(_same(w, v) for v in values)]
             if missing or not wanted:
                 raise ConfigError(f"--where {key}: {', '.join(map(shown, missing)) or 'no value'} "
                                   f"not among its values {values}")
             if key in grid:
-                grid[key] = [v for v in values if v in wanted]
+                grid[key] = [v for v in values if any(_same(w, v) for w in wanted)]
             else:
                 z = next(z for z in zips if key in z)
-                keep = [i for i, v in enumerate(z[key]) if v in wanted]
+                keep = [i for i, v in enumerate(z[key]) if any(_same(w, v) for w in wanted)]
                 for k in z:
                     z[k] = [z[k][i] for i in keep]
         if seeds is not None and seeds < 1:
             raise ConfigError("--seeds must be >= 1")
         _count(seeds, f"--seeds {seeds}", self.where)
+        if seeds is not None:  # before anything is expanded: the grid times the seeds
+            points = math.prod(len(v) for v in grid.values()) * math.prod(
+                len(next(iter(z.values()))) if z else 1 for z in zips)
+            _count(points * seeds * (2 if self.baseline else 1), f"--seeds {seeds} times the grid",
+                   self.where)
         return SweepSpec(name=self.name, base=base, grid=grid, zips=zips,
                          seeds=list(range(seeds)) if seeds is not None else self.seeds,
                          seed_keys=self.seed_keys, baseline=self.baseline,
@@ -307,6 +312,8 @@ def _axis_table(raw: Any, where: str, what: str) -> dict[str, list[Any]]:
     def walk(d: dict[str, Any], prefix: str) -> None:
         for k, v in d.items():
             key = f"{prefix}{k}"
+            if key in out:  # "a.b" = [...] and a.b = [...] (or [grid.a] b = [...]) in one table
+                raise ConfigError(f"{where}: {what} axis '{key}' appears more than once")
             if isinstance(v, dict):
                 walk(v, f"{key}.")
             elif isinstance(v, list):
@@ -343,6 +350,11 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
     if bad:
         raise ConfigError(f"{where}: unknown [sweep] key(s) {sorted(bad)} "
                           f"(known: {', '.join(sorted(SWEEP_KEYS))})")
+    for key in ("config", "name", "description", "expected"):
+        if key in meta and not isinstance(meta[key], str):
+            raise ConfigError(f"{where}: sweep.{key} must be a string")
+    if not isinstance(raw.get("base", {}), dict):
+        raise ConfigError(f"{where}: [base] must be a table")
     base: dict[str, Any] = {}
     if "config" in meta:
         cfg_path = Path(meta["config"])
@@ -361,6 +373,8 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
     if not isinstance(zraw, list):
         raise ConfigError(f"{where}: zip must be a table or an array of tables ([[zip]])")
     zips = [_axis_table(z, where, "zip") for z in zraw]
+    if any(not z for z in zips):
+        raise ConfigError(f"{where}: a [[zip]] table has no axes")
     seen = set(grid)
     if "algorithm.compare_centralized" in grid or any("algorithm.compare_centralized" in z for z in zips):
         raise ConfigError(f"{where}: algorithm.compare_centralized is false inside a sweep; "
@@ -391,7 +405,10 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
         len(next(iter(z.values()))) if z else 1 for z in zips)
     _count(points * (len(seeds) if seeds else 1) * (2 if meta.get("baseline") is True else 1),
            "the grid" + (" times the seeds" if seeds else ""), where)
-    seed_keys = tuple(meta.get("seed_keys", SEED_KEYS))
+    raw_keys = meta.get("seed_keys", list(SEED_KEYS))
+    if not isinstance(raw_keys, list) or not all(isinstance(k, str) for k in raw_keys):
+        raise ConfigError(f"{where}: sweep.seed_keys must be a list of names from {list(SEED_KEYS)}")
+    seed_keys = tuple(raw_keys)
     if not seed_keys or any(k not in SEED_KEYS for k in seed_keys):
         raise ConfigError(f"{where}: sweep.seed_keys must be a subset of {list(SEED_KEYS)}")
     if seeds is not None:
@@ -415,6 +432,11 @@ def load_sweep(path: str | Path) -> SweepSpec:
     # already checked by read_toml: a regular UTF-8 file of at most 1 MiB
     source = read_text(path, "sweep file", CONFIG_FILE_LIMIT)
     return parse_sweep(raw, path=str(path), source=source)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as sweep values: 1 is not true (Python's 1 == True), 1 is 1.0."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
 def _count(n: int | None, what: str, where: str) -> None:

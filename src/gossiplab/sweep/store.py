@@ -229,6 +229,8 @@ class ResultsStore:
         if not create:  # a reader (report, export, --dry-run): refuse a damaged file up front
             self.check_damage()
         version = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if version is not None and not str(version[0]).strip().isdigit():
+            raise UserError(f"{self.path}: damaged results store: its schema version is not a number")
         if version is None or int(version[0]) > SCHEMA_VERSION:
             raise UserError(f"{self.path}: results store schema {version and version[0]} is newer "
                             f"than this gossiplab understands ({SCHEMA_VERSION})")
@@ -238,6 +240,26 @@ class ResultsStore:
 
     JSON_COLUMNS = {"runs": ("config",), "metrics": ("record",), "summaries": ("summary",),
                     "sweeps": ("spec", "axes")}
+    # the JSON type each JSON column holds (a store written by gossiplab never holds another)
+    JSON_TYPES = {"config": dict, "record": dict, "summary": dict, "spec": dict, "axes": list}
+
+    @staticmethod
+    def _json_shape_problem(name: str, value: Any) -> str | None:
+        """What is wrong with the parsed JSON of column ``name``, or None."""
+        want = ResultsStore.JSON_TYPES.get(name)
+        if want is not None and not isinstance(value, want):
+            return f"holds a JSON {type(value).__name__}, not a JSON " \
+                   f"{'object' if want is dict else 'array'}"
+        if name == "config" and any(not isinstance(v, dict) for v in value.values()):
+            return "holds a config whose sections are not all tables"
+        if name == "config" and not {"algorithm", "topology", "train"} <= set(value):
+            return "holds a config without its algorithm, topology and train sections"
+        if name == "record" and not isinstance(value.get("iteration", 0), int):
+            return "holds a record whose iteration is not an integer"
+        if name in ("record", "summary") and any(
+                k in value and not isinstance(value[k], dict) for k in ("avg_model", "final", "nodes")):
+            return "holds a record whose model scores are not tables"
+        return None
 
     def check_damage(self) -> None:
         """Refuse a damaged store with one line naming the file and what is wrong (never the
@@ -259,6 +281,9 @@ class ResultsStore:
             try:
                 for table in need:
                     json_cols = self.JSON_COLUMNS.get(table, ())
+                    numeric = {str(r[1], "utf-8", "replace")
+                               for r in self.db.execute(f"PRAGMA table_info({table})")
+                               if str(r[2], "ascii", "replace").upper() in ("REAL", "INTEGER")}
                     cur = self.db.execute(f"SELECT rowid, * FROM {table}")  # noqa: S608 - schema names
                     names = [d[0] for d in cur.description]
                     for row in cur:
@@ -266,6 +291,8 @@ class ResultsStore:
                             if not isinstance(value, bytes):
                                 continue
                             at = f"{table}.{name}, row {row[0]}"
+                            if name in numeric:  # text where the schema has a number
+                                raise UserError(f"{where}: {at} holds text, not a number")
                             try:
                                 text = value.decode("utf-8")
                             except UnicodeDecodeError as e:
@@ -273,13 +300,15 @@ class ResultsStore:
                                                 ) from None
                             if name in json_cols:
                                 try:
-                                    json.loads(text)
+                                    problem = self._json_shape_problem(name, json.loads(text))
                                 except ValueError as e:
                                     pos = (f" (line {e.lineno}, column {e.colno})"
                                            if isinstance(e, json.JSONDecodeError) else "")
                                     raise UserError(f"{where}: {at} is not valid JSON{pos}") from None
                                 except RecursionError:
                                     raise UserError(f"{where}: {at} is JSON nested too deeply") from None
+                                if problem:
+                                    raise UserError(f"{where}: {at} {problem}")
             finally:
                 self.db.text_factory = str
         except sqlite3.DatabaseError as e:
