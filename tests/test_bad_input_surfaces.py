@@ -497,7 +497,39 @@ RUN_DAMAGE = {
     "checkpoint a torch.save of code": lambda d: [torch.save({"x": _Evil()}, p) for p in d.rglob("*.pt")],
     "checkpoint a FIFO": lambda d: [(p.unlink(), _fifo(p)) for p in d.rglob("*.pt")],
     "checkpoint another format": lambda d: [torch.save({"format": "x"}, p) for p in d.rglob("*.pt")],
+    # well-formed checkpoints holding values no run writes (resumed silently before, or tracebacks)
+    "params a scalar": lambda d: _edit_checkpoints(
+        d, lambda s: s["sim"].update(params=torch.tensor(0.0))),
+    "params one row": lambda d: _edit_checkpoints(
+        d, lambda s: s["sim"].update(params=s["sim"]["params"][0])),
+    "params int64": lambda d: _edit_checkpoints(
+        d, lambda s: s["sim"].update(params=s["sim"]["params"].long())),
+    "params NaN": lambda d: _edit_checkpoints(d, lambda s: s["sim"]["params"].fill_(float("nan"))),
+    "iteration -5": lambda d: _edit_checkpoints(d, lambda s: (s.update(iteration=-5),
+                                                              s["sim"].update(iteration=-5))),
+    "iteration 1e12": lambda d: _edit_checkpoints(d, lambda s: (s.update(iteration=10**12),
+                                                                s["sim"].update(iteration=10**12))),
+    "status unknown": lambda d: _edit_checkpoints(d, lambda s: s["result"].update(status="banana")),
+    "sampler cursor a list": lambda d: _edit_checkpoints(
+        d, lambda s: s["sim"]["sampler"].update(cursor=[1, 2])),
+    "history of numbers": lambda d: _edit_checkpoints(d, lambda s: s["result"].update(history=[1, 2, 3])),
+    "history of empty records": lambda d: _edit_checkpoints(d, lambda s: s["result"].update(history=[{}])),
+    "ledger counts of another shape": lambda d: _edit_checkpoints(
+        d, lambda s: s["sim"]["ledger"].update(messages=[1])),
+    "algorithm a 5,000-character name": lambda d: _edit_checkpoints(
+        d, lambda s: s.update(algorithm="x" * 5000)),
 }
+
+
+def _edit_checkpoints(d: Path, edit) -> None:
+    from gossiplab.checkpoint import load_checkpoint, save_checkpoint
+
+    p = d / "checkpoints" / "centralized.pt"  # the algorithm that trains last
+    if p.exists():
+        state = load_checkpoint(p)
+        state["done"] = False  # so that resuming restores the training state
+        edit(state)
+        save_checkpoint(p, state)
 
 
 @pytest.mark.parametrize("damage", list(RUN_DAMAGE))
@@ -505,8 +537,10 @@ def test_damaged_run_folders_on_resume(capsys, tmp_path, interrupted_run, damage
     d = _copy(interrupted_run, tmp_path / "out")
     assert list(d.rglob("*.pt")), "the interrupted run has checkpoints"
     RUN_DAMAGE[damage](d)
-    call(capsys, ["run", "--quiet", "--out", str(d), "--resume", *RUN], "run folders and checkpoints")
+    _, err, _ = call(capsys, ["run", "--quiet", "--out", str(d), "--resume", *RUN],
+                     "run folders and checkpoints")
     assert not (d / "summary.json").exists()
+    assert len(err) < 600, "a stored value is not echoed whole"
     assert not os.path.exists("/tmp/gossiplab_surfaces_pwned")
 
 

@@ -201,9 +201,12 @@ class Ledger:
                 "comm_seconds": dict(self.comm_seconds), "measured_seconds": self.measured_seconds}
 
     def load_state_dict(self, state: dict) -> None:
+        messages = np.asarray(state["messages"], dtype=np.int64)
+        p2p_bytes = np.asarray(state["p2p_bytes"], dtype=np.int64)
+        if messages.shape != self.messages.shape or p2p_bytes.shape != self.p2p_bytes.shape:
+            raise ValueError(f"ledger counts of shape {messages.shape}, not {self.messages.shape}")
         self.rounds = int(state["rounds"])
-        self.messages = np.asarray(state["messages"], dtype=np.int64)
-        self.p2p_bytes = np.asarray(state["p2p_bytes"], dtype=np.int64)
+        self.messages, self.p2p_bytes = messages, p2p_bytes
         self.all_reduces = int(state["all_reduces"])
         self.all_reduce_payload = int(state["all_reduce_payload"])
         self.comm_seconds = {k: float(v) for k, v in state["comm_seconds"].items()}

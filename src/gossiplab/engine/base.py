@@ -14,7 +14,7 @@ import torch
 from gossiplab.accounting import Ledger, networks_from_config
 from gossiplab.algorithms import Algorithm, Network, build_algorithm
 from gossiplab.data.datasets import Dataset
-from gossiplab.engine.nodestack import BACKENDS, NodeStack, all_finite, bmm_supported, choose_backend
+from gossiplab.engine.nodestack import BACKENDS, NodeStack, all_finite, bmm_supported, choose_backend, like
 from gossiplab.engine.optim import MatrixSGD
 from gossiplab.engine.runtime import tune_malloc
 from gossiplab.errors import ConfigError, Diverged
@@ -122,8 +122,14 @@ class TrainingEngine:
             raise ConfigError(f"checkpoint is for {state['algorithm']}, not {self.name}")
         self.iteration = int(state["iteration"])
         self.round = int(state["round"])
+        if self.iteration < 0 or self.round < 0:
+            raise ValueError("negative iteration or round")
+        params = state["params"]
+        like(params, self.stack.params, "params")
+        if not all_finite(params):  # a checkpoint only ever holds a finite state
+            raise ValueError("params are not all finite")
         with torch.no_grad():
-            self.stack.params.copy_(state["params"])
+            self.stack.params.copy_(params)
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         self.algorithm.load_state_dict(state.get("algorithm_state", {}))

@@ -14,6 +14,7 @@ import torch
 
 from gossiplab.data.augment import apply_crop_flip, sample_crop_flip
 from gossiplab.data.datasets import Dataset
+from gossiplab.engine.nodestack import like
 from gossiplab.engine.runtime import run_in_workers
 
 BLOCK_ELEMENTS = 1 << 20  # batches are prepared in blocks of about this many input values,
@@ -73,6 +74,11 @@ class BatchSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        like(state["cursor"], self._cursor, "sampler cursor")
+        if len(state["perms"]) != len(self._perms):
+            raise ValueError("sampler permutations do not match the nodes")
+        for p, ref in zip(state["perms"], self._perms, strict=True):
+            like(p, ref, "sampler permutation")
         self.generator.set_state(state["generator"])
         self._cursor = state["cursor"].clone()
         self._perms = [p.clone() for p in state["perms"]]

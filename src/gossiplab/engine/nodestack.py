@@ -42,6 +42,16 @@ def all_finite(mat: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(mat[i:i + step]).all()) for i in range(0, mat.shape[0], step))
 
 
+def like(value: object, ref: torch.Tensor, what: str) -> None:
+    """Raise ValueError unless ``value`` is a tensor of ``ref``'s shape and dtype (a state read
+    back from a checkpoint: ``copy_`` would broadcast a scalar or convert integers silently)."""
+    if not torch.is_tensor(value):
+        raise ValueError(f"{what} is not a tensor")
+    if value.shape != ref.shape or value.dtype != ref.dtype:
+        raise ValueError(f"{what} is {value.dtype} {tuple(value.shape)}, not "
+                         f"{ref.dtype} {tuple(ref.shape)}")
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     name: str  # qualified name, e.g. "features.0.weight"

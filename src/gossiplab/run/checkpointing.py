@@ -23,7 +23,7 @@ from gossiplab.checkpoint import load_checkpoint, save_checkpoint
 from gossiplab.config import Config, from_dict
 from gossiplab.engine.nodestack import all_finite
 from gossiplab.engine.simulator import Simulator
-from gossiplab.errors import UserError
+from gossiplab.errors import UserError, shown
 from gossiplab.fileio import read_json, safe_filename
 from gossiplab.run.loop import Hook, RunResult, eval_points
 
@@ -47,8 +47,15 @@ def _result_state(result: RunResult) -> dict:
     }
 
 
+RESULT_STATUSES = ("ok", "diverged")  # what RunResult.status takes
+
+
 def _result_from_state(algorithm: str, d: dict) -> RunResult:
     history = list(d["history"])
+    if not all(isinstance(h, dict) and isinstance(h.get("iteration"), int) for h in history):
+        raise ValueError("its history holds records without an integer iteration")
+    if str(d["status"]) not in RESULT_STATUSES:
+        raise ValueError(f"its status is not one of {', '.join(RESULT_STATUSES)}")
     return RunResult(
         algorithm=algorithm, status=str(d["status"]), final=history[-1] if history else None,
         history=history, wall_seconds=float(d["wall_seconds"]),
@@ -166,16 +173,23 @@ def load_saved_run(path: Path, cfg: Config, algorithm: str) -> SavedRun:
     if state.get("kind") != KIND:
         raise UserError(f"{path} is not a run checkpoint")
     if state.get("config_hash") != cfg.config_hash():
-        raise UserError(f"{path} belongs to another config (hash {state.get('config_hash')}, this "
-                        f"run {cfg.config_hash()}); it cannot be resumed here")
+        raise UserError(f"{path} belongs to another config (hash {shown(state.get('config_hash'), 80)}, "
+                        f"this run {cfg.config_hash()}); it cannot be resumed here")
     if state.get("algorithm") != algorithm:
-        raise UserError(f"{path} holds {state.get('algorithm')!r}, not {algorithm!r}")
+        raise UserError(f"{path} holds {shown(repr(state.get('algorithm')), 80)}, not {algorithm!r}")
     try:
         result = _result_from_state(algorithm, state["result"])
+        iteration = state["iteration"]
+        if not isinstance(iteration, int) or not 0 <= iteration <= cfg.train.iterations:
+            raise ValueError(f"its iteration is not between 0 and train.iterations "
+                             f"({cfg.train.iterations})")
+        if not isinstance(state["sim"], dict) or state["sim"].get("iteration") != iteration:
+            raise ValueError("its training state is not that of its iteration")
         return SavedRun(path=path, result=result, sim_state=state["sim"],
-                        iteration=int(state["iteration"]), done=bool(state["done"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{path} is incomplete or damaged ({type(e).__name__}: {e})") from None
+                        iteration=iteration, done=bool(state["done"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{path} is incomplete or damaged ({type(e).__name__}: "
+                        f"{shown(str(e), 160)})") from None
 
 
 def restore_run(out: Path | None, cfg: Config, names: list[str]) -> dict[str, SavedRun]:
@@ -207,5 +221,6 @@ def restore_run(out: Path | None, cfg: Config, names: list[str]) -> dict[str, Sa
 def restore_simulator(sim: Simulator, saved: SavedRun) -> None:
     try:
         sim.load_state_dict(saved.sim_state)
-    except (KeyError, TypeError, ValueError, RuntimeError, AssertionError) as e:
-        raise UserError(f"{saved.path} does not fit this run ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AssertionError, AttributeError) as e:
+        raise UserError(f"{saved.path} does not fit this run ({type(e).__name__}: "
+                        f"{shown(str(e), 160)})") from None
