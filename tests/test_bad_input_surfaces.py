@@ -250,6 +250,9 @@ SWEEP_TEXTS = {
     "not UTF-8": b'[sweep]\nname = "\xff"\n',
     "config pointing at /dev/zero": '[sweep]\nname = "s"\nconfig = "/dev/zero"\n',
     "invalid TOML": "[sweep\n",
+    "unknown topology in the grid": '[sweep]\nname = "s"\n' + TINY + '[grid]\n"topology.name" = '
+                                    '["ring", "moon"]\n',
+    "unknown model in the grid": '[sweep]\nname = "s"\n' + TINY + '[grid]\n"model.name" = ["mlp", "zzz"]\n',
     "empty [[zip]]": '[sweep]\nname = "s"\n' + TINY + '[grid]\n"optim.lr" = [0.1]\n[[zip]]\n',
     "seed_keys a number": '[sweep]\nname = "s"\nseed_keys = 5\n' + TINY,
     "config a number": '[sweep]\nname = "s"\nconfig = 5\n' + TINY,

@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
 
         _error_line(f"a results store is damaged or unreadable ({safe_sqlite_message(e)})")
         return 2
+    except KeyboardInterrupt:
+        print("gossiplab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`gossiplab topology ... --json | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except OSError as e:
         if e.errno != errno.ENAMETOOLONG:
             raise
@@ -139,13 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]} ({len(name)} characters)"
         _error_line(f"file name too long for this system: {shown!r}")
         return 2
-    except KeyboardInterrupt:
-        print("gossiplab: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader went away (`gossiplab topology ... --json | head`)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
-        return 0
     finally:
         if as_program:
             # The interpreter's last garbage collection then skips every object alive now

@@ -288,9 +288,12 @@ class SweepSpec:
         return Expansion(points, duplicates)
 
     def _point(self, raw: dict[str, Any], combo: dict[str, Any], seed: int | None) -> SweepPoint:
+        from gossiplab.setup import check_names
+
         raw = normalise(raw)
         try:
             cfg = from_dict(raw, strict=True)  # every value came from a file
+            check_names(cfg)  # an unknown topology, model... is refused before anything runs
         except ConfigError as e:
             at = ", ".join(f"{k}={json.dumps(v)}" for k, v in combo.items())
             seed_s = f" seed={seed}" if seed is not None else ""
