@@ -648,6 +648,15 @@ def test_a_file_name_too_long_is_one_line(capsys, tmp_path, command):
     assert "too long" in err and len(err) < 300
 
 
+def test_stability_twins_are_counted_in_the_memory_check(capsys, tmp_path):
+    """K = 100,000 is allowed, but K + 1 twins of m models must fit: refused before anything is
+    allocated or written (was an allocation failure's traceback after config.json)."""
+    out = tmp_path / "out"
+    _, err, _ = call(capsys, ["stability", "--quiet", "-K", "100000", "--out", str(out), *STAB,
+                              "--set", "model.hidden=[512, 512]"], "stability folders", out=out)
+    assert "twins" in err and not out.exists()
+
+
 def test_stability_perturbations_bounded(capsys, tmp_path):
     out = tmp_path / "out"
     call(capsys, ["stability", "--quiet", "-K", "1000000000", "--out", str(out)], "stability folders",

@@ -118,17 +118,20 @@ def check_data_size(cfg: Config) -> None:
              "use fewer nodes")
 
 
-def check_model_size(cfg: Config, ds: Dataset) -> int:
+def check_model_size(cfg: Config, ds: Dataset, replicas: int = 1) -> int:
     """Before any model is allocated: build it on the meta device (no memory) and check that m
-    copies, with gradients and optimizer state, fit in memory. Returns its parameter count."""
+    copies (m x ``replicas``: stability trains K + 1 twins side by side), with gradients and
+    optimizer state, fit in memory. Returns its parameter count."""
     mc = cfg.model
     with torch.device("meta"):
         model = build_model(mc.name, ds.input_shape, ds.num_classes, hidden=tuple(mc.hidden),
                             width=mc.width, gn_groups=mc.gn_groups)
     params = sum(p.numel() for p in model.parameters())
     m = cfg.topology.nodes
-    _too_big(f"model '{mc.name}' with {params:,} parameters on {m} nodes", 4.0 * params * m * 4,
-             "choose a smaller model (model.hidden, model.width) or fewer nodes")
+    on = f"{m} nodes" if replicas == 1 else f"{m} nodes x {replicas:,} twins"
+    _too_big(f"model '{mc.name}' with {params:,} parameters on {on}", 4.0 * params * m * 4 * replicas,
+             "choose a smaller model (model.hidden, model.width) or fewer nodes"
+             + ("" if replicas == 1 else " or fewer stability.perturbations"))
     return params
 
 

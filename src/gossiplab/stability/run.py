@@ -17,7 +17,7 @@ from gossiplab.fileio import JsonlWriter, atomic_write_json
 from gossiplab.metrics import Evaluator
 from gossiplab.run.loop import Hook, MetricsLog, train
 from gossiplab.run.runner import algorithms_to_run, choose_run_threads, environment
-from gossiplab.setup import load_data, prepare
+from gossiplab.setup import check_model_size, load_data, prepare
 from gossiplab.stability.hooks import (
     ConsensusTracker,
     SmoothnessProbe,
@@ -69,6 +69,7 @@ def run_stability(cfg: Config, out: str | Path | None = None, *,
     t_start = time.perf_counter()
     dataset = load_data(cfg)
     setup0 = prepare(cfg, dataset)
+    check_model_size(cfg, dataset, replicas=sc.perturbations + 1)  # the twins train side by side
     threads = choose_run_threads(setup0)
     apply_threads(threads)
     labels = setup0.dataset.y_train.cpu().numpy()
