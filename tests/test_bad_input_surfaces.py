@@ -648,6 +648,34 @@ def test_a_file_name_too_long_is_one_line(capsys, tmp_path, command):
     assert "too long" in err and len(err) < 300
 
 
+@pytest.mark.parametrize("cmd", [["-n", "100000", "run", "--engine", "distributed"],
+                                 ["-n", "2", "run", "--quiet"],
+                                 ["-n", "2", "run", "--engine", "simulator"],
+                                 ["-n", "2", "launch", "-n", "2", "run", "--engine", "distributed"],
+                                 ["-n", "2", "report", "x.sqlite"],
+                                 ["-n", "2", "run", "--config", "CONFIG"]])
+def test_launch_refuses_what_is_not_one_distributed_run(capsys, tmp_path, cmd):
+    """N copies of a simulator run raced on one --out, nested launchers multiplied, and 100,000
+    ranks hung: refused before any process starts."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\nname = "simulator"\n')
+    argv = ["launch", *[str(cfg) if a == "CONFIG" else a for a in cmd], "--out", str(tmp_path / "o")]
+    call(capsys, argv, "config files and --set")
+    assert not (tmp_path / "o").exists()
+
+
+def test_launch_reads_the_engine_from_the_config_file(tmp_path):
+    from gossiplab.commands.launch import _not_distributed
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\nname = "distributed"\n')
+    assert _not_distributed(["run", "--config", str(cfg)]) is None
+    assert _not_distributed(["run", "-c", str(cfg), "--quiet"]) is None
+    assert _not_distributed(["run", "--set", "engine.name=distributed"]) is None
+    assert _not_distributed(["run", "--engine=distributed"]) is None
+    assert _not_distributed(["run", "--engine", "simulator"]) is not None
+
+
 def test_stability_twins_are_counted_in_the_memory_check(capsys, tmp_path):
     """K = 100,000 is allowed, but K + 1 twins of m models must fit: refused before anything is
     allocated or written (was an allocation failure's traceback after config.json)."""

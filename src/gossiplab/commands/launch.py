@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from gossiplab.errors import UserError
+from gossiplab.errors import UserError, shown
 
 HANG_GUARD = 120.0  # after a rank failed, the others get this long to stop by themselves
 
@@ -54,14 +54,51 @@ def _die_with(parent: int):
     return arm
 
 
+MAX_RANKS = 256
+
+
+def _not_distributed(cmd: list[str]) -> str | None:
+    """Why ``cmd`` is not one rank of a distributed run, or None. N copies of anything else
+    would race on one output (N simulator runs writing one --out), or nest launchers."""
+    if cmd[0] != "run":
+        return f"the ranks run `gossiplab run` with the distributed engine, not `{shown(cmd[0], 40)}`"
+    engine = None
+    config_file = None
+    for i, a in enumerate(cmd):
+        nxt = cmd[i + 1] if i + 1 < len(cmd) else ""
+        if a == "--engine":
+            engine = nxt
+        elif a.startswith("--engine="):
+            engine = a.split("=", 1)[1]
+        elif a in ("--set", "-s") and nxt.replace(" ", "").startswith("engine.name="):
+            engine = nxt.split("=", 1)[1].strip().strip("'\"")
+        elif a in ("--config", "-c"):
+            config_file = nxt
+        elif a.startswith("--config="):
+            config_file = a.split("=", 1)[1]
+    if engine is None and config_file:
+        from gossiplab.config import read_toml
+
+        section = read_toml(config_file).get("engine", {})
+        engine = section.get("name") if isinstance(section, dict) else None
+    if engine != "distributed":
+        return "the ranks' run must use the distributed engine (--engine distributed)"
+    return None
+
+
 def run(args) -> int:
     n = args.nproc_per_node
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if n < 1:
-        raise UserError(f"--nproc-per-node must be >= 1, got {n}")
+    if not 1 <= n <= MAX_RANKS:
+        raise UserError(f"--nproc-per-node must be between 1 and {MAX_RANKS} (one process per rank "
+                        f"on this machine), got {n}")
     if not cmd:
         raise UserError("launch: give the command for the ranks, e.g. "
                         "`gossiplab launch -n 4 run --engine distributed`")
+    problem = _not_distributed(cmd)
+    if problem:
+        raise UserError(f"launch: {problem}; e.g. `gossiplab launch -n {n} run --engine distributed "
+                        "--out DIR`")
     port = args.port or _free_port()
     procs = []
     for r in range(n):
