@@ -608,7 +608,8 @@ def test_damaged_stability_folders_for_theory(capsys, tmp_path, stability_run, d
 
 
 @pytest.mark.parametrize("argv", [["stability", "-K", "1e9"], ["bogus"], ["topology", "ring", "-Q", "x"],
-                                  ["run", "--checkpoint-every", "-3"], ["sweep", "--jobs", "many"]])
+                                  ["run", "--checkpoint-every", "-3"], ["sweep", "--jobs", "many"],
+                                  ["packs", "", "--path"]])
 def test_command_line_mistakes_are_one_line(capsys, argv):
     """argparse prints its usage before the error; gossiplab's parser says it in one line."""
     call(capsys, argv, "config files and --set")

@@ -108,6 +108,15 @@ def test_missing_results_folder_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "results folder not found" in r.stderr
 
 
+def test_a_configs_folder_given_by_hand_must_exist(tmp_path):
+    (tmp_path / "results").mkdir()
+    r = subprocess.run([sys.executable, "-m", "gossiplab", "study", "--results", str(tmp_path / "results"),
+                        "--configs", str(tmp_path / "nope"), "--out", str(tmp_path / "s.md")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "sweep config folder not found" in r.stderr
+    assert not (tmp_path / "s.md").exists()
+
+
 def test_theory_table_summarises_t_exponents_and_keeps_the_others(tmp_path):
     import json
 

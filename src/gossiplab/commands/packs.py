@@ -20,7 +20,7 @@ def run(args) -> int:
     from gossiplab.sweep.packs import estimate_seconds, find_pack, human_duration, list_packs, packs_dir
     from gossiplab.sweep.spec import load_sweep
 
-    if args.name:
+    if args.name is not None:  # ("" is a name too, and no pack has it)
         pack = find_pack(args.name)
         print(pack.path if args.path else pack.path.read_text(), end="\n" if args.path else "")
         return 0

@@ -13,15 +13,21 @@ def register(sub) -> None:
                    help="the document to write (default docs/study.md)")
     p.add_argument("--figures", metavar="DIR",
                    help="folder for its figures (default: figures/study beside the document)")
-    p.add_argument("--configs", default="configs/study", metavar="DIR",
+    p.add_argument("--configs", default=None, metavar="DIR",
                    help="the study's sweep configs, whose base settings the document quotes "
                         "(default configs/study)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from pathlib import Path
+
+    from gossiplab.errors import UserError
     from gossiplab.report.study import build_study
 
-    out = build_study(args.results, args.out, args.figures, args.configs)
+    if args.configs is not None and not Path(args.configs).is_dir():
+        # given by hand: a typo would silently drop the quoted settings (the default may be absent)
+        raise UserError(f"--configs: sweep config folder not found: {args.configs}")
+    out = build_study(args.results, args.out, args.figures, args.configs or "configs/study")
     print(f"wrote {out}")
     return 0
