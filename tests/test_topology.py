@@ -150,6 +150,7 @@ def test_edge_list_file(tmp_path):
         ("0 1\n2 3\n", "not connected"),
         ("", "no edges"),
         ("0 9\n", "line 1: node 9 but nodes = 4"),
+        ("0 1\f# form feed\n1 2\n2 3\n3 9\n", "line 4: node 9"),  # \f does not end a line
     ],
 )
 def test_bad_edge_lists(tmp_path, text, message):
@@ -157,6 +158,13 @@ def test_bad_edge_lists(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(TopologyError, match=message):
         build_topology("file", 4, edge_file=p)
+
+
+def test_edge_list_with_a_byte_order_mark(tmp_path):
+    """Windows editors start UTF-8 files with a BOM: it is not part of the first node id."""
+    p = tmp_path / "g.txt"
+    p.write_text("\ufeff0 1\r\n1 2\r\n2 3\r\n3 0\r\n", encoding="utf-8")
+    np.testing.assert_allclose(build_topology("file", 4, edge_file=p).w, build_topology("ring", 4).w)
 
 
 def test_user_matrix_file_validated(tmp_path):

@@ -128,7 +128,9 @@ def read_edge_list(path: str | Path, nodes: int | None = None) -> nx.Graph:
     edges: list[tuple[int, int]] = []
     # messages name the file, the line and what was expected, never the line's content (the
     # file may be anything: topology.edge_file=/etc/shadow must not print it)
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    # lines end at "\n" only (splitlines also ends them at \v, \f, \x1c...: line numbers off),
+    # and a UTF-8 byte-order mark (Windows editors) is not a node id
+    for lineno, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -323,7 +325,9 @@ def read_matrix(path: str | Path) -> np.ndarray:
                                 "file") from None
     text = _read(path, "mixing matrix", MATRIX_FILE_LIMIT, "rows of numbers")
     rows = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    # lines end at "\n" only (splitlines also ends them at \v, \f, \x1c...: line numbers off),
+    # and a UTF-8 byte-order mark (Windows editors) is not a node id
+    for lineno, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
