@@ -89,6 +89,15 @@ def test_where_on_a_zip_keeps_positions():
     assert len(exp.points) == 4
 
 
+def test_where_keeps_list_values_whole():
+    """--where model.hidden=[32,32],[64]: commas inside brackets belong to a value."""
+    spec = parse_sweep({"sweep": {"name": "h"}, "base": {"train": {"iterations": 5}},
+                        "grid": {"model.hidden": [[32, 32], [64], [16]]}})
+    exp = spec.narrowed(where=["model.hidden=[32,32],[64]"]).expand()
+    assert sorted(p.config.model.hidden for p in exp.points) == [[32, 32], [64]]
+    assert len(spec.narrowed(where=["model.hidden=[32, 32]"]).expand().points) == 1
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"overrides": ["algorithm.gossip_steps=2"]}, "is an axis of this sweep; keep some of its values"),
     ({"overrides": ["seeds.data=3"]}, "use --seeds N"),

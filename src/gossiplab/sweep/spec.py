@@ -218,7 +218,7 @@ class SweepSpec:
             if "=" not in clause:
                 raise ConfigError(f"--where expects key=value[,value...], got '{shown(clause)}'")
             key, text = (t.strip() for t in clause.split("=", 1))
-            wanted = [parse_value(v.strip()) for v in text.split(",") if v.strip()]
+            wanted = [parse_value(v.strip()) for v in _split_values(text) if v.strip()]
             if key not in axes:
                 listed = ", ".join(sorted(axes)) or "none"
                 raise ConfigError(f"--where {shown(key)}: not an axis of this sweep (axes: {listed})")
@@ -435,6 +435,26 @@ def load_sweep(path: str | Path) -> SweepSpec:
     # already checked by read_toml: a regular UTF-8 file of at most 1 MiB
     source = read_text(path, "sweep file", CONFIG_FILE_LIMIT)
     return parse_sweep(raw, path=str(path), source=source)
+
+
+def _split_values(text: str) -> list[str]:
+    """``v1,v2,...`` split at the commas outside brackets and quotes: ``[32,32],[64]`` is two
+    values (model.hidden lists), ``"a,b"`` one."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 def _same(a: Any, b: Any) -> bool:
