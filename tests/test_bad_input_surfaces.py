@@ -564,15 +564,20 @@ def _edit_json(path: Path, fn) -> None:
     path.write_text(json.dumps(fn(json.loads(path.read_text()))))
 
 
-def _edit_twins(path: Path) -> None:
+def _edit_twins(path: Path, edit=lambda rec: rec.pop("avg_dist", None)) -> None:
     lines = path.read_text().splitlines()
     out = []
     for ln in lines:
         rec = json.loads(ln)
         if rec.get("kind") == "twins":
-            rec.pop("avg_dist", None)
+            edit(rec)
         out.append(json.dumps(rec))
     path.write_text("\n".join(out) + "\n")
+
+
+def _edit_iterations(d: Path, t) -> None:
+    _edit_json(d / "config.json", lambda c: {**c, "config": {**c["config"], "train": {
+        **c["config"]["train"], "iterations": t}}})
 
 
 STAB_DAMAGE = {
@@ -594,6 +599,13 @@ STAB_DAMAGE = {
         '{"kind": "twins", "iteration": "3", "algorithm": "dsgd_mgs"}\n'),
     "stability.jsonl twins missing a field": lambda d: _edit_twins(d / "stability.jsonl"),
     "stability.jsonl huge": lambda d: os.truncate(d / "stability.jsonl", 300 << 20),
+    # read as "not enough points" before, never as damage
+    "config.json iterations -5": lambda d: _edit_iterations(d, -5),
+    "config.json iterations 1e30": lambda d: _edit_iterations(d, 10**30),
+    "stability.jsonl twins at iteration -3": lambda d: _edit_twins(
+        d / "stability.jsonl", lambda rec: rec.update(iteration=-3)),
+    "stability.jsonl NaN distances": lambda d: _edit_twins(
+        d / "stability.jsonl", lambda rec: rec.update(avg_dist=[float("nan")])),
 }
 
 

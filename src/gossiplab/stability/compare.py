@@ -5,6 +5,7 @@ exponents (the source paper's rates with the measured c*beta)."""
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gossiplab.config import BASELINE
+from gossiplab.config import BASELINE, MAX_ITERATIONS
 from gossiplab.errors import UserError
 from gossiplab.fileio import MIB, read_json, read_text
 from gossiplab.stats import loglog_fit
@@ -95,6 +96,17 @@ def _damaged(path: Path, what: str) -> UserError:
     return UserError(f"{path} is damaged: {what}; not a readable `gossiplab stability` result")
 
 
+TWIN_DISTANCES = ("avg_dist", "node_dist")
+
+
+def _finite_numbers(v: Any) -> bool:
+    """A number or a list of numbers, all finite (json reads NaN and Infinity); null entries
+    (a twin not measured at that point) are allowed."""
+    items = v if isinstance(v, list) else [v]
+    return all(x is None or (isinstance(x, int | float) and not isinstance(x, bool)
+                             and math.isfinite(x)) for x in items)
+
+
 def load_run(path: Path) -> StabilityRun:
     summary = read_json(path / "summary.json", "stability summary", RESULT_FILE_LIMIT)
     doc = read_json(path / "config.json", "stability config", RESULT_FILE_LIMIT)
@@ -108,6 +120,9 @@ def load_run(path: Path) -> StabilityRun:
     for key in ("stability", "theory"):
         if not isinstance(summary.get(key), dict):
             raise _damaged(path / "summary.json", f"expected an object '{key}'")
+    T = cfg.get("train", {}).get("iterations")
+    if not isinstance(T, int) or isinstance(T, bool) or not 1 <= T <= MAX_ITERATIONS:
+        raise _damaged(path / "config.json", f"train.iterations is not an integer in 1..{MAX_ITERATIONS:,}")
     twins = []
     stab = path / "stability.jsonl"
     if stab.exists():
@@ -125,6 +140,10 @@ def load_run(path: Path) -> StabilityRun:
                 if not isinstance(rec.get("iteration"), int) or not isinstance(rec.get("algorithm"), str):
                     raise _damaged(stab, f"line {lineno}: a twins record needs 'iteration' (an "
                                          "integer) and 'algorithm'")
+                if not 0 <= rec["iteration"] <= T:
+                    raise _damaged(stab, f"line {lineno}: iteration outside 0..train.iterations ({T})")
+                if not all(_finite_numbers(rec.get(k, [])) for k in TWIN_DISTANCES):
+                    raise _damaged(stab, f"line {lineno}: a twin distance is not a finite number")
                 twins.append(rec)
     return StabilityRun(path=path, config=_flatten(cfg), summary=summary, twins=twins)
 
