@@ -199,13 +199,17 @@ issue 18 (evaluation batch 2,048; no LeNet there).
 
 # -- start-up -------------------------------------------------------------------------------------
 
-FIRST_STEP = r"""
+# T0: when the kernel started this process (seconds since the epoch)
+PROCESS_START = r"""
 import importlib.abc, importlib.util, os, sys, time, resource
 def started():
     with open('/proc/self/stat') as f: st = f.read().rsplit(')', 1)[1].split()
     with open('/proc/uptime') as f: up = float(f.read().split()[0])
     return time.time() - (up - int(st[19]) / os.sysconf('SC_CLK_TCK'))
 T0 = started()
+"""
+
+FIRST_STEP = PROCESS_START + r"""
 sys.argv = ['gossiplab', 'run', '--quiet', '--overwrite', '--out', sys.argv[1], *sys.argv[2:]]
 
 def first(step):
@@ -238,8 +242,7 @@ main()
 
 
 # the floor of any program that trains with torch: a fresh interpreter that only imports it
-IMPORT_TORCH = FIRST_STEP.split("T0 = started()")[0] + r"""T0 = started()
-import torch
+IMPORT_TORCH = PROCESS_START + r"""import torch
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print('FIRST', time.time() - T0, ru.ru_utime + ru.ru_stime, flush=True)
 """
@@ -247,17 +250,18 @@ FLOOR = "python -c 'import torch' (the floor)"
 
 
 def startup(repeats: int, baseline: Path | None, busy_n: int = 0) -> dict:
-    variants = {"default run": (None, []), "eval.at_start = false": (None, ["--set", "eval.at_start=false"]),
-                FLOOR: (None, None)}
+    # name: (src, script, extra arguments)
+    variants = {"default run": (None, FIRST_STEP, []),
+                "eval.at_start = false": (None, FIRST_STEP, ["--set", "eval.at_start=false"]),
+                FLOOR: (None, IMPORT_TORCH, [])}
     if baseline is not None:
-        variants = {"before (main)": (baseline, []), **variants}
+        variants = {"before (main)": (baseline, FIRST_STEP, []), **variants}
     res: dict[str, list[tuple[float, float, str]]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
-            for name, (src, extra) in variants.items():
+            for name, (src, script, extra) in variants.items():
                 t0 = load()
-                code = IMPORT_TORCH if extra is None else FIRST_STEP
-                r, _, _ = sh([PY, "-c", code, str(Path(tmp) / f"r{i}"), *(extra or [])], src)
+                r, _, _ = sh([PY, "-c", script, str(Path(tmp) / f"r{i}"), *extra], src)
                 line = next((ln for ln in r.stdout.splitlines() if ln.startswith("FIRST")), None)
                 if line is None:
                     raise RuntimeError(f"start-up {name}: {r.stderr[-800:]}")

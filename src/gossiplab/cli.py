@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if debug:  # a path the OS refuses by length, wherever the command first touched it
             traceback.print_exc()
-        name = str(e.filename or "")
-        shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]} ({len(name)} characters)"
-        _error_line(f"file name too long for this system: {shown!r}")
+        from gossiplab.errors import shown
+
+        _error_line(f"file name too long for this system: {shown(repr(str(e.filename or '')), 100)}")
         return 2
     finally:
         if as_program:

@@ -117,6 +117,13 @@ def _read(path: Path, what: str, limit: int, expected: str) -> str:
         raise TopologyError(str(e)) from None
 
 
+def numbered_lines(text: str) -> enumerate[str]:
+    """(line number, line) of a text file: lines end at "\n" only (``splitlines`` also ends
+    them at \\v, \\f, \\x1c...: the numbers in messages were off), and a UTF-8 byte-order mark
+    (Windows editors write one) is not part of the first line."""
+    return enumerate(text.removeprefix("\ufeff").split("\n"), 1)
+
+
 def read_edge_list(path: str | Path, nodes: int | None = None) -> nx.Graph:
     """Read an undirected edge list: one ``u v`` pair of 0-based node ids per line, ``#`` comments.
 
@@ -128,9 +135,7 @@ def read_edge_list(path: str | Path, nodes: int | None = None) -> nx.Graph:
     edges: list[tuple[int, int]] = []
     # messages name the file, the line and what was expected, never the line's content (the
     # file may be anything: topology.edge_file=/etc/shadow must not print it)
-    # lines end at "\n" only (splitlines also ends them at \v, \f, \x1c...: line numbers off),
-    # and a UTF-8 byte-order mark (Windows editors) is not a node id
-    for lineno, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+    for lineno, raw in numbered_lines(text):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -325,9 +330,7 @@ def read_matrix(path: str | Path) -> np.ndarray:
                                 "file") from None
     text = _read(path, "mixing matrix", MATRIX_FILE_LIMIT, "rows of numbers")
     rows = []
-    # lines end at "\n" only (splitlines also ends them at \v, \f, \x1c...: line numbers off),
-    # and a UTF-8 byte-order mark (Windows editors) is not a node id
-    for lineno, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+    for lineno, raw in numbered_lines(text):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue

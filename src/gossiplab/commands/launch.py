@@ -59,28 +59,20 @@ MAX_RANKS = 256
 
 def _not_distributed(cmd: list[str]) -> str | None:
     """Why ``cmd`` is not one rank of a distributed run, or None. N copies of anything else
-    would race on one output (N simulator runs writing one --out), or nest launchers."""
+    would race on one output (N simulator runs writing one --out), or nest launchers. The
+    engine is resolved as `gossiplab run` resolves it (--engine, else --config and --set)."""
+    from gossiplab.commands.common import add_config_options, config_from_args
+
     if cmd[0] != "run":
         return f"the ranks run `gossiplab run` with the distributed engine, not `{shown(cmd[0], 40)}`"
-    engine = None
-    config_file = None
-    for i, a in enumerate(cmd):
-        nxt = cmd[i + 1] if i + 1 < len(cmd) else ""
-        if a == "--engine":
-            engine = nxt
-        elif a.startswith("--engine="):
-            engine = a.split("=", 1)[1]
-        elif a in ("--set", "-s") and nxt.replace(" ", "").startswith("engine.name="):
-            engine = nxt.split("=", 1)[1].strip().strip("'\"")
-        elif a in ("--config", "-c"):
-            config_file = nxt
-        elif a.startswith("--config="):
-            config_file = a.split("=", 1)[1]
-    if engine is None and config_file:
-        from gossiplab.config import read_toml
-
-        section = read_toml(config_file).get("engine", {})
-        engine = section.get("name") if isinstance(section, dict) else None
+    p = argparse.ArgumentParser(prog="gossiplab run", add_help=False, exit_on_error=False)
+    add_config_options(p)
+    p.add_argument("--engine")
+    try:
+        known, _ = p.parse_known_args(cmd[1:])
+    except argparse.ArgumentError as e:
+        raise UserError(f"launch: the ranks' command: {shown(e, 200)}") from None
+    engine = known.engine or config_from_args(known).engine.name
     if engine != "distributed":
         return "the ranks' run must use the distributed engine (--engine distributed)"
     return None

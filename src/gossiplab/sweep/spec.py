@@ -238,10 +238,8 @@ class SweepSpec:
             raise ConfigError("--seeds must be >= 1")
         _count(seeds, f"--seeds {seeds}", self.where)
         if seeds is not None:  # before anything is expanded: the grid times the seeds
-            points = math.prod(len(v) for v in grid.values()) * math.prod(
-                len(next(iter(z.values()))) if z else 1 for z in zips)
-            _count(points * seeds * (2 if self.baseline else 1), f"--seeds {seeds} times the grid",
-                   self.where)
+            _count(_grid_points(grid, zips) * seeds * (2 if self.baseline else 1),
+                   f"--seeds {seeds} times the grid", self.where)
         return SweepSpec(name=self.name, base=base, grid=grid, zips=zips,
                          seeds=list(range(seeds)) if seeds is not None else self.seeds,
                          seed_keys=self.seed_keys, baseline=self.baseline,
@@ -404,8 +402,7 @@ def parse_sweep(raw: dict[str, Any], *, path: str | None = None, source: str = "
             raise ConfigError(f"{where}: sweep.seeds must be a non-empty list of ints")
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"{where}: sweep.seeds has repeated values")
-    points = math.prod(len(v) for v in grid.values()) * math.prod(
-        len(next(iter(z.values()))) if z else 1 for z in zips)
+    points = _grid_points(grid, zips)
     _count(points * (len(seeds) if seeds else 1) * (2 if meta.get("baseline") is True else 1),
            "the grid" + (" times the seeds" if seeds else ""), where)
     raw_keys = meta.get("seed_keys", list(SEED_KEYS))
@@ -455,6 +452,12 @@ def _split_values(text: str) -> list[str]:
             start = i + 1
     parts.append(text[start:])
     return parts
+
+
+def _grid_points(grid: dict[str, list[Any]], zips: list[dict[str, list[Any]]]) -> int:
+    """Points of grid x zips, before seeds and baseline (a zip counts its common length)."""
+    return math.prod(len(v) for v in grid.values()) * math.prod(
+        len(next(iter(z.values()))) if z else 1 for z in zips)
 
 
 def _same(a: Any, b: Any) -> bool:
